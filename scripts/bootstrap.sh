@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up a development machine: system packages a fresh Debian 12 / Raspberry Pi OS lacks, then
+# .venv with voicebox and its dev extras. Idempotent, and quiet when everything is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(libportaudio2 libsystemd-dev pkg-config gcc python3-dev python3-venv alsa-utils systemd stress-ng)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "bootstrap: installing ${missing[*]}" >&2
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "bootstrap: voicebox needs Python >= 3.11, $PY is $("$PY" --version 2>&1)" >&2
+    exit 1
+fi
+
+# Reinstall only when the project definition changed since the last install.
+stamp=.venv/.stamp-install
+if [ ! -x .venv/bin/python ] || [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    [ -x .venv/bin/python ] || "$PY" -m venv .venv
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+    touch "$stamp"
+fi

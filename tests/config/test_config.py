@@ -1,0 +1,146 @@
+"""Config loading: the sample validates, errors name file:line:key, secrets stay out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from voicebox import config
+from voicebox.config import Config, ConfigError, Secret
+
+
+def test_sample_config_validates_and_matches_defaults(repo: Path) -> None:
+    cfg = config.load(repo / "config" / "voicebox.yaml")
+    assert cfg == Config()
+
+
+def test_sample_config_documents_every_key(repo: Path) -> None:
+    sample = yaml.safe_load((repo / "config" / "voicebox.yaml").read_text())
+    defaults = config.as_dict(Config())
+
+    def keys(d: dict[str, object], prefix: str = "") -> set[str]:
+        out: set[str] = set()
+        for k, v in d.items():
+            path = f"{prefix}{k}"
+            if (
+                isinstance(v, dict)
+                and v
+                and k not in ("dynamic_variables", "custom_llm_extra_body")
+            ):
+                out |= keys(v, path + ".")  # type: ignore[arg-type]
+            else:
+                out.add(path)
+        return out
+
+    assert keys(sample) == keys(defaults)
+
+
+def test_error_names_file_line_key_and_expectation() -> None:
+    text = "audio:\n  output:\n    prebuffer_ms: fast\n"
+    with pytest.raises(ConfigError) as err:
+        config.parse(text, "config.yaml")
+    assert err.value.problems == [
+        "config.yaml:3: audio.output.prebuffer_ms: expected an integer >= 0, got 'fast'"
+    ]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = "conversation:\n  mode: always\n  idle_close_s: -1\ngpio:\n  buton: {}\n"
+    with pytest.raises(ConfigError) as err:
+        config.parse(text, "c.yaml")
+    problems = err.value.problems
+    assert len(problems) == 3
+    assert problems[0].startswith("c.yaml:2: conversation.mode: expected 'push_to_talk' or")
+    assert problems[1].startswith("c.yaml:3: conversation.idle_close_s: expected a number > 0")
+    assert problems[2] == "c.yaml:5: gpio.buton: unknown key (did you mean 'button'?)"
+
+
+def test_bool_is_not_an_integer_and_int_is_a_number() -> None:
+    with pytest.raises(ConfigError, match="audio.input.chunk_ms: expected an integer"):
+        config.parse("audio:\n  input:\n    chunk_ms: true\n")
+    cfg = config.parse("conversation:\n  idle_close_s: 5\n")
+    assert cfg.conversation.idle_close_s == 5.0
+
+
+def test_device_accepts_name_or_index() -> None:
+    assert config.parse("audio:\n  input:\n    device: USB\n").audio.input.device == "USB"
+    assert config.parse("audio:\n  input:\n    device: 2\n").audio.input.device == 2
+
+
+def test_file_backend_needs_path() -> None:
+    with pytest.raises(ConfigError, match="audio.input.path: required"):
+        config.parse("audio:\n  input:\n    backend: file\n")
+
+
+def test_invalid_yaml_names_the_line() -> None:
+    with pytest.raises(ConfigError, match=r"^c.yaml:\d+: invalid YAML"):
+        config.parse("agent:\n  agent_id: [unclosed\n", "c.yaml")
+
+
+def test_empty_file_is_all_defaults() -> None:
+    assert config.parse("") == Config()
+
+
+def test_api_key_in_yaml_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as err:
+        config.parse("agent:\n  api_key: sk_supersecret\n")
+    assert "secrets do not belong" in str(err.value)
+    assert "sk_supersecret" not in str(err.value)
+
+
+def test_key_sources_in_order(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "elevenlabs_api_key").write_text("from-credential\n")
+    keyfile = tmp_path / "key"
+    keyfile.write_text("from-file")
+    cfg = config.with_changes(Config(), **{"agent.api_key_file": str(keyfile)})
+    env = {"CREDENTIALS_DIRECTORY": str(creds), "ELEVENLABS_API_KEY": "from-env"}
+    assert config.load_api_key(cfg, env).reveal() == "from-credential"  # type: ignore[union-attr]
+    env.pop("CREDENTIALS_DIRECTORY")
+    assert config.load_api_key(cfg, env).reveal() == "from-env"  # type: ignore[union-attr]
+    assert config.load_api_key(cfg, {}).reveal() == "from-file"  # type: ignore[union-attr]
+    assert config.load_api_key(Config(), {}) is None
+
+
+def test_secret_never_prints() -> None:
+    s = Secret("sk_abc123")
+    assert "sk_abc123" not in repr(s) and "sk_abc123" not in str(s) and "sk_abc123" not in f"{s}"
+
+
+def test_check_config_exit_codes_and_redaction(tmp_path: Path, repo: Path) -> None:
+    good = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voicebox",
+            "check-config",
+            "--config",
+            str(repo / "config/voicebox.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"ELEVENLABS_API_KEY": "sk_visible_not", "PATH": "/usr/bin"},
+    )
+    assert good.returncode == 0, good.stderr
+    assert "sk_visible_not" not in good.stdout and "*** (set)" in good.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("audio:\n  output:\n    prebuffer_ms: fast\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "voicebox", "check-config", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 78
+    assert f"{bad}:3: audio.output.prebuffer_ms" in res.stderr
+    assert "Traceback" not in res.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "voicebox", "check-config", "--config", str(tmp_path / "nope.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 78 and "no such file" in missing.stderr

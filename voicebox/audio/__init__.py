@@ -1,0 +1,1 @@
+"""Audio engine: ring buffer, capture and playback threads, devices, resampling, file backends."""

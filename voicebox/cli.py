@@ -1,0 +1,111 @@
+"""The `voicebox` command: parses arguments and dispatches to the module that owns each command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from voicebox import __version__
+from voicebox.config import DEFAULT_PATH, EX_CONFIG
+
+# command -> "module:function"; each function takes the parsed arguments and returns an exit code.
+COMMANDS = {
+    "run": "voicebox.daemon:main_run",
+    "check-config": "voicebox.cli:main_check_config",
+    "devices": "voicebox.audio.devices:main_devices",
+    "simulate": "voicebox.simulator.server:main_simulate",
+    "status": "voicebox.status:main_status",
+    "say": "voicebox.tts:main_say",
+    "announcements": "voicebox.announcements:main_announcements",
+}
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", default=str(DEFAULT_PATH), metavar="PATH", help=f"default {DEFAULT_PATH}"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicebox", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"voicebox {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="run the daemon")
+    _add_config(p)
+    p.add_argument(
+        "--simulate-button",
+        action="store_true",
+        help="no GPIO: Enter on stdin presses/releases the button",
+    )
+
+    p = sub.add_parser("check-config", help="validate the config and print it, redacted")
+    _add_config(p)
+
+    sub.add_parser("devices", help="list audio input and output devices")
+
+    p = sub.add_parser("simulate", help="run the local agent simulator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--api-key", default=None, help="require this key for signed URLs and TTS")
+    p.add_argument(
+        "--output-format", default="pcm_16000", help="agent_output_audio_format to announce"
+    )
+    p.add_argument(
+        "--input-format", default="pcm_16000", help="user_input_audio_format to announce"
+    )
+    p.add_argument("--max-duration-s", type=float, default=600.0, help="conversation duration cap")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="N:KIND[:ARG]",
+        help="fault on the Nth connection, e.g. 2:close:1012 (repeatable)",
+    )
+
+    p = sub.add_parser("status", help="show the running daemon's status")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--socket", default=None, help="status socket path (default from config)")
+
+    p = sub.add_parser("say", help="speak a phrase with text-to-speech")
+    _add_config(p)
+    p.add_argument("text")
+    p.add_argument("--out", default=None, metavar="FILE.wav", help="write a WAV instead")
+
+    p = sub.add_parser("announcements", help="manage the spoken announcements")
+    _add_config(p)
+    p.add_argument(
+        "--prefetch", action="store_true", help="synthesise and cache every configured phrase"
+    )
+    return parser
+
+
+def main_check_config(args: argparse.Namespace) -> int:
+    from voicebox import config
+
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        print(f"invalid configuration:\n{exc}", file=sys.stderr)
+        return EX_CONFIG
+    sys.stdout.write(config.dump(cfg, config.load_api_key(cfg)))
+    return 0
+
+
+def _resolve(target: str) -> Callable[[argparse.Namespace], int]:
+    module_name, _, func = target.partition(":")
+    module = importlib.import_module(module_name)
+    fn: Callable[[argparse.Namespace], int] = getattr(module, func)
+    return fn
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = _resolve(COMMANDS[args.command])
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,519 @@
+"""The daemon's configuration: one typed schema, loaded from YAML with errors that name file:line.
+
+Secrets (the API key) never come from the YAML: they are read from systemd's
+`$CREDENTIALS_DIRECTORY`, an environment variable or a file, and kept in a `Secret` that never
+prints its value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+DEFAULT_PATH = Path("/etc/voicebox/config.yaml")
+EX_CONFIG = 78
+CREDENTIAL_NAME = "elevenlabs_api_key"
+API_KEY_ENV = "ELEVENLABS_API_KEY"
+SECRET_KEYS = {"api_key", "xi_api_key", "xi-api-key", "apikey", "key", "token", "secret"}
+
+
+class ConfigError(Exception):
+    """An invalid configuration; each line of the message names file:line and key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Secret:
+    """A secret string that never shows its value in repr, str or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def _f(default: Any = dataclasses.MISSING, doc: str = "", **rules: Any) -> Any:
+    """A schema field with a docstring and validation rules (ge, gt, le, lt, choices)."""
+    meta = {"doc": doc, **rules}
+    if isinstance(default, dict | list):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Per-conversation overrides; each must be enabled in the agent's security settings."""
+
+    first_message: str | None = _f(None, "greeting the agent speaks first")
+    prompt: str | None = _f(None, "system prompt")
+    language: str | None = _f(None, "ISO 639-1 language code")
+    voice_id: str | None = _f(None, "TTS voice of the agent")
+    max_duration_s: int | None = _f(None, "conversation length cap sent as an override", gt=0)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Which agent to talk to and how to reach it."""
+
+    agent_id: str = _f("", "the ElevenLabs agent id (required to run)")
+    api_base: str = _f("https://api.elevenlabs.io", "REST base; the WebSocket URL derives from it")
+    requires_auth: bool = _f(False, "private agent: fetch a signed URL before each connection")
+    api_key_file: str | None = _f(None, "file holding the API key (else credential or env var)")
+    overrides: Overrides = field(default_factory=Overrides)
+    dynamic_variables: dict[str, str | int | float | bool] = _f({}, "variables for the prompt")
+    custom_llm_extra_body: dict[str, Any] = _f({}, "forwarded to a custom LLM")
+    user_id: str | None = _f(None, "end-user id recorded with conversations")
+    connect_timeout_s: float = _f(10.0, "TCP+TLS+WebSocket handshake timeout", gt=0)
+    metadata_timeout_s: float = _f(10.0, "wait for conversation_initiation_metadata", gt=0)
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """The microphone."""
+
+    backend: Literal["sounddevice", "file"] = _f("sounddevice", "sounddevice or file")
+    device: str | int | None = _f(None, "name substring or index; default device if unset")
+    path: str | None = _f(None, "WAV file fed in real time (file backend)")
+    loop: bool = _f(False, "file backend: repeat the WAV instead of silence after it")
+    sample_rate: int | None = _f(None, "device rate; the device's default if unset", gt=0)
+    chunk_ms: int = _f(20, "capture chunk duration", ge=5, le=250)
+    queue_ms: int = _f(1000, "capture-to-asyncio queue depth (drop-oldest)", ge=40)
+    latency: float | Literal["low", "high"] = _f("high", "PortAudio latency: low, high or s")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """The speaker."""
+
+    backend: Literal["sounddevice", "file"] = _f("sounddevice", "sounddevice or file")
+    device: str | int | None = _f(None, "name substring or index; default device if unset")
+    path: str | None = _f(None, "WAV file written on the device clock (file backend)")
+    sample_rate: int | None = _f(None, "device rate; the device's default if unset", gt=0)
+    block_ms: int = _f(20, "device period", ge=5, le=200)
+    prebuffer_ms: int = _f(120, "audio buffered before a reply starts playing", ge=0)
+    buffer_ms: int = _f(30000, "playback ring capacity", ge=100)
+    latency: float | Literal["low", "high"] = _f("high", "PortAudio latency: low, high or s")
+    volume: float = _f(1.0, "output gain 0..1 (the set_volume tool changes it)", ge=0, le=1)
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    input: InputConfig = field(default_factory=InputConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+@dataclass(frozen=True)
+class ReconnectConfig:
+    """Backoff after transient failures, and the brake on configuration failures."""
+
+    initial_s: float = _f(0.5, "first backoff cap", gt=0)
+    max_s: float = _f(60.0, "backoff cap", gt=0)
+    degraded_s: float = _f(300.0, "retry period while degraded (config/account problem)", gt=0)
+    stable_after_s: float = _f(30.0, "a session that lived this long resets the backoff", gt=0)
+    quick_failure_s: float = _f(5.0, "a session that dies sooner counts as a quick failure", gt=0)
+    quick_failures: int = _f(3, "consecutive quick failures that mean degraded", ge=1)
+
+
+@dataclass(frozen=True)
+class ConversationConfig:
+    """How conversations are opened, kept and closed."""
+
+    mode: Literal["push_to_talk", "always_on"] = _f("push_to_talk", "push_to_talk or always_on")
+    idle_close_s: float = _f(20.0, "push_to_talk: close after this long without speech", gt=0)
+    resume_buffer_s: float = _f(3.0, "mic audio kept while (re)connecting", ge=0)
+    receive_timeout_s: float = _f(2.0, "no frame for this long while talking: check link", gt=0)
+    max_duration_s: int = _f(600, "the service's conversation cap", gt=0)
+    rollover: bool = _f(True, "open the next session at a quiet moment before the cap")
+    rollover_margin_s: float = _f(30.0, "how long before the cap a rollover may start", ge=0)
+    context_turns: int = _f(8, "transcript lines carried into the next session", ge=0)
+    reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
+
+
+@dataclass(frozen=True)
+class ButtonConfig:
+    """The push-to-talk button."""
+
+    pin: int | None = _f(17, "BCM pin; null for no button", ge=0, le=53)
+    bounce_ms: int = _f(30, "debounce", ge=0)
+    hold_ms: int = _f(2000, "a hold this long ends the conversation", ge=100)
+    active_low: bool = _f(True, "button to ground with the internal pull-up")
+    mode: Literal["hold", "toggle"] = _f("hold", "hold: mic live while held; toggle: press on/off")
+
+
+@dataclass(frozen=True)
+class LedConfig:
+    pin: int | None = _f(None, "BCM pin of a PWM LED; null for none", ge=0, le=53)
+    active_high: bool = _f(True, "LED lit when the pin is high")
+    brightness: float = _f(1.0, "maximum brightness 0..1", ge=0, le=1)
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    button: ButtonConfig = field(default_factory=ButtonConfig)
+    led: LedConfig = field(default_factory=LedConfig)
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """Bounds for adaptive tuning; with adaptive false the configured values are pinned."""
+
+    adaptive: bool = _f(True, "retune buffers and timeouts from load and audio counters")
+    prebuffer_min_ms: int = _f(60, "lowest playback pre-roll", ge=0)
+    prebuffer_max_ms: int = _f(600, "highest playback pre-roll", ge=0)
+    receive_timeout_max_s: float = _f(10.0, "highest receive timeout", gt=0)
+    chunk_max_ms: int = _f(60, "largest capture chunk under load", ge=5, le=250)
+    cpu_high_percent: float = _f(85.0, "system CPU above this is high load", gt=0, le=100)
+    memory_low_mb: int = _f(150, "available memory below this is memory pressure", ge=0)
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    interval_s: float = _f(1.0, "sampling period", gt=0)
+    health_interval_s: float = _f(300.0, "periodic health log line; 0 disables", ge=0)
+    metrics_path: str | None = _f(None, "Prometheus textfile; null disables")
+    metrics_interval_s: float = _f(15.0, "how often the metrics file is rewritten", gt=0)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = _f("info", "log level")
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    stability: float = _f(0.5, ge=0, le=1)
+    similarity_boost: float = _f(0.75, ge=0, le=1)
+    style: float = _f(0.0, ge=0, le=1)
+    use_speaker_boost: bool = _f(True)
+    speed: float = _f(1.0, ge=0.7, le=1.2)
+
+
+@dataclass(frozen=True)
+class TtsConfig:
+    """Text-to-speech stream-input settings for announcements; null settings are not sent."""
+
+    voice_id: str = _f("21m00Tcm4TlvDq8ikWAM", "voice for announcements")
+    model_id: str = _f("eleven_flash_v2_5", "TTS model")
+    output_format: str | None = _f(None, "pcm_<rate>; matched to the output device if unset")
+    optimize_streaming_latency: int | None = _f(None, "deprecated by the service, 0..4", ge=0, le=4)
+    inactivity_timeout: int | None = _f(None, "seconds, up to 180", ge=1, le=180)
+    auto_mode: bool | None = _f(None, "lower latency for whole phrases")
+    language_code: str | None = _f(None, "ISO 639-1, some models only")
+    enable_ssml_parsing: bool | None = _f(None, "parse SSML in phrases")
+    voice_settings: VoiceSettings = field(default_factory=VoiceSettings)
+    timeout_s: float = _f(10.0, "give up on a synthesis after this long", gt=0)
+
+
+@dataclass(frozen=True)
+class AnnouncementsConfig:
+    """Phrases spoken on daemon events; null disables one."""
+
+    enabled: bool = _f(True, "speak announcements at all")
+    ready: str | None = _f("Ready.", "the daemon started")
+    reconnecting: str | None = _f("Reconnecting.", "the link dropped")
+    degraded: str | None = _f(
+        "I can't reach the service. Please check the network and the settings.",
+        "configuration, account or long network problem",
+    )
+    back_online: str | None = _f("Back online.", "recovered from reconnecting or degraded")
+    rollover: str | None = _f(None, "session rolled over at the duration cap")
+    rule: Literal["wait", "interrupt"] = _f("wait", "while the agent speaks: wait, or cut it")
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    state_dir: str = _f("/var/lib/voicebox", "persistent state (phrase cache)")
+    runtime_dir: str = _f("/run/voicebox", "status socket")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole daemon configuration."""
+
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    conversation: ConversationConfig = field(default_factory=ConversationConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    announcements: AnnouncementsConfig = field(default_factory=AnnouncementsConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+class _Loader:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.problems: list[str] = []
+
+    def problem(self, node: yaml.Node | None, path: str, text: str) -> None:
+        where = f"{self.name}:{node.start_mark.line + 1}" if node is not None else self.name
+        self.problems.append(f"{where}: {path}: {text}")
+
+    def build(self, cls: type[Any], node: yaml.Node | None, path: str) -> Any:
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
+            return cls()
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, path or "(top)", f"expected a mapping, got {_show(node)}")
+            return cls()
+        kwargs: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            sub = f"{path}.{key}" if path else key
+            if key.lower() in SECRET_KEYS or "api_key" in key.lower() and key not in fields:
+                self.problem(
+                    key_node,
+                    sub,
+                    "secrets do not belong in the YAML: put the API key in the systemd "
+                    f"credential '{CREDENTIAL_NAME}', ${API_KEY_ENV}, or agent.api_key_file",
+                )
+                continue
+            if key not in fields:
+                close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                self.problem(key_node, sub, f"unknown key{hint}")
+                continue
+            if key in kwargs:
+                self.problem(key_node, sub, "key given twice")
+                continue
+            kwargs[key] = self.value(hints[key], value_node, sub, fields[key].metadata)
+        kwargs = {k: v for k, v in kwargs.items() if v is not _INVALID}
+        return cls(**kwargs)
+
+    def value(self, tp: Any, node: yaml.Node, path: str, rules: Mapping[str, Any]) -> Any:
+        if dataclasses.is_dataclass(tp):
+            return self.build(typing.cast(type[Any], tp), node, path)
+        origin = typing.get_origin(tp)
+        if origin is dict:
+            if not isinstance(node, yaml.MappingNode):
+                self.problem(node, path, f"expected a mapping, got {_show(node)}")
+                return _INVALID
+            return _plain(node)
+        if origin is list:
+            if not isinstance(node, yaml.SequenceNode):
+                self.problem(node, path, f"expected a list, got {_show(node)}")
+                return _INVALID
+            return _plain(node)
+        if not isinstance(node, yaml.ScalarNode):
+            self.problem(node, path, f"expected {_describe(tp, rules)}, got {_show(node)}")
+            return _INVALID
+        raw = _plain(node)
+        for option in _options(tp):
+            ok, val = _coerce(option, raw)
+            if ok:
+                numeric = isinstance(val, int | float) and not isinstance(val, bool)
+                if numeric and not _in_range(val, rules):
+                    break
+                return val
+        self.problem(node, path, f"expected {_describe(tp, rules)}, got {_show(node)}")
+        return _INVALID
+
+
+_INVALID = object()
+
+
+def _options(tp: Any) -> list[Any]:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return list(typing.get_args(tp))
+    return [tp]
+
+
+def _coerce(tp: Any, raw: Any) -> tuple[bool, Any]:
+    if tp is type(None):
+        return raw is None, None
+    if typing.get_origin(tp) is Literal:
+        return raw in typing.get_args(tp), raw
+    if tp is bool:
+        return isinstance(raw, bool), raw
+    if tp is int:
+        return isinstance(raw, int) and not isinstance(raw, bool), raw
+    if tp is float:
+        ok = isinstance(raw, int | float) and not isinstance(raw, bool)
+        return ok, float(raw) if ok else None
+    if tp is str:
+        return isinstance(raw, str), raw
+    if tp is Any:
+        return True, raw
+    return False, None
+
+
+def _in_range(v: float, rules: Mapping[str, Any]) -> bool:
+    return not (
+        ("ge" in rules and v < rules["ge"])
+        or ("gt" in rules and v <= rules["gt"])
+        or ("le" in rules and v > rules["le"])
+        or ("lt" in rules and v >= rules["lt"])
+    )
+
+
+def _describe(tp: Any, rules: Mapping[str, Any]) -> str:
+    names = []
+    for option in _options(tp):
+        if option is type(None):
+            names.append("null")
+        elif typing.get_origin(option) is Literal:
+            names.append(" or ".join(repr(a) for a in typing.get_args(option)))
+        elif option is bool:
+            names.append("true or false")
+        elif option is int:
+            names.append("an integer")
+        elif option is float:
+            names.append("a number")
+        elif option is str:
+            names.append("a string")
+        else:
+            names.append(getattr(option, "__name__", str(option)))
+    text = " or ".join(names)
+    bounds = [
+        f"{op} {rules[k]}"
+        for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+        if k in rules
+    ]
+    return text + (" " + " and ".join(bounds) if bounds else "")
+
+
+def _plain(node: yaml.Node) -> Any:
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def _show(node: yaml.Node) -> str:
+    if isinstance(node, yaml.ScalarNode):
+        return repr(_plain(node)) if node.value != "" else "nothing"
+    return "a mapping" if isinstance(node, yaml.MappingNode) else "a list"
+
+
+def parse(text: str, name: str = "config.yaml") -> Config:
+    """Parse YAML text into a Config; raise ConfigError naming every problem."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError([f"{name}{line}: invalid YAML: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{name}: invalid YAML: {exc}"]) from None
+    loader = _Loader(name)
+    cfg = loader.build(Config, root, "")
+    _cross_checks(cfg, loader)
+    if loader.problems:
+        raise ConfigError(loader.problems)
+    return typing.cast(Config, cfg)
+
+
+def _cross_checks(cfg: Config, loader: _Loader) -> None:
+    for side in ("input", "output"):
+        sub = getattr(cfg.audio, side)
+        if sub.backend == "file" and not sub.path:
+            loader.problem(None, f"audio.{side}.path", "required when backend is 'file'")
+    t = cfg.tuning
+    if t.prebuffer_min_ms > t.prebuffer_max_ms:
+        loader.problem(None, "tuning.prebuffer_min_ms", "must not exceed tuning.prebuffer_max_ms")
+    api = cfg.agent.api_base
+    if not api.startswith(("http://", "https://")):
+        loader.problem(None, "agent.api_base", f"expected an http(s) URL, got {api!r}")
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the config file (default /etc/voicebox/config.yaml)."""
+    p = Path(path) if path is not None else DEFAULT_PATH
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{p}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{p}: cannot read: {exc}"]) from None
+    return parse(text, str(p))
+
+
+def with_changes(cfg: Any, **changes: Any) -> Any:
+    """A copy of a (nested) config with dotted keys replaced: with_changes(c, **{"a.b": 1})."""
+    nested: dict[str, dict[str, Any]] = {}
+    direct: dict[str, Any] = {}
+    for key, value in changes.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = value
+    for head, sub in nested.items():
+        direct[head] = with_changes(getattr(cfg, head), **sub)
+    return dataclasses.replace(cfg, **direct)
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+
+def load_api_key(cfg: Config, environ: Mapping[str, str] | None = None) -> Secret | None:
+    """The API key: systemd credential, then $ELEVENLABS_API_KEY, then agent.api_key_file."""
+    env = os.environ if environ is None else environ
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        value = _read_secret(Path(cred_dir) / CREDENTIAL_NAME)
+        if value:
+            return Secret(value)
+    value = env.get(API_KEY_ENV, "").strip()
+    if value:
+        return Secret(value)
+    if cfg.agent.api_key_file:
+        value = _read_secret(Path(cfg.agent.api_key_file))
+        if value:
+            return Secret(value)
+    return None
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+# --- presentation ----------------------------------------------------------------------------
+
+
+def as_dict(cfg: Any) -> Any:
+    """The config as plain data (for printing and status)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: as_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, Secret):
+        return "***"
+    return cfg
+
+
+def dump(cfg: Config, api_key: Secret | None = None) -> str:
+    """The effective config as YAML, with the key shown only as present or absent."""
+    data = as_dict(cfg)
+    data["agent"]["api_key"] = "*** (set)" if api_key else "(not set)"
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
