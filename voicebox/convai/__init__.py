@@ -1,0 +1,1 @@
+"""The ElevenLabs Conversational AI WebSocket: wire messages and the conversation session."""
