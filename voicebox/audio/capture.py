@@ -1,0 +1,111 @@
+"""Mic capture: the device thread copies blocks into a drop-oldest ring and wakes the loop; the
+loop resamples to the session's input rate and cuts fixed-duration chunks for `on_chunk`.
+
+The same `Capture` serves a sounddevice InputStream callback and the file input's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+
+import numpy as np
+import numpy.typing as npt
+
+from voicebox.audio.port import OnChunk
+from voicebox.audio.resample import StreamResampler
+from voicebox.audio.ring import SampleRing
+from voicebox.logs import event
+
+log = logging.getLogger(__name__)
+LAG_ALPHA = 0.1  # EWMA weight of the newest hand-off delay
+
+
+class Capture:
+    """Hand-off of device blocks to asyncio, re-chunking and resampling on the loop side."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_chunk: OnChunk,
+        device_rate: int,
+        rate: int,
+        chunk_ms: int,
+        queue_ms: int,
+    ) -> None:
+        self._loop = loop
+        self._on_chunk = on_chunk
+        self.device_rate = device_rate
+        self.ring = SampleRing(max(1, device_rate * queue_ms // 1000), "drop_oldest")
+        self._pending = False
+        self._receive_handle = self._receive  # bound once, not per callback
+        # device-thread counters
+        self.callbacks = 0
+        self.input_overflows = 0
+        # loop-side state
+        self.rate = rate
+        self.chunk_ms = chunk_ms
+        self._resampler = StreamResampler(device_rate, rate)
+        self._partial: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
+        self.captured_chunks = 0
+        self.handoff_lag_ms = 0.0
+        self.last_handoff_ms = 0.0
+        self._errors_logged = 0
+
+    @property
+    def chunk_samples(self) -> int:
+        return max(1, self.rate * self.chunk_ms // 1000)
+
+    @property
+    def dropped_chunks(self) -> int:
+        """Chunks' worth of device samples dropped (oldest first) because the loop fell behind."""
+        return math.ceil(self.ring.dropped / max(1, self.device_rate * self.chunk_ms // 1000))
+
+    # --- device thread ------------------------------------------------------------------------
+
+    def on_block(self, block: npt.NDArray[np.int16], overflow: bool = False) -> None:
+        """Take one device block (mono int16 at device_rate). Never raises."""
+        try:
+            self.callbacks += 1
+            if overflow:
+                self.input_overflows += 1
+            self.ring.write(block)
+            if not self._pending:
+                self._pending = True
+                self._loop.call_soon_threadsafe(self._receive_handle, time.monotonic())
+        except Exception:  # the loop is closed: nothing to hand to
+            self._pending = False
+
+    # --- loop thread --------------------------------------------------------------------------
+
+    def set_rate(self, rate: int) -> None:
+        """Deliver later chunks at this rate (the session's user_input_audio_format)."""
+        if rate != self.rate:
+            self.rate = rate
+            self._resampler = StreamResampler(self.device_rate, rate)
+            self._partial = np.zeros(0, dtype=np.int16)
+
+    def set_chunk_ms(self, ms: int) -> None:
+        self.chunk_ms = ms
+
+    def _receive(self, posted: float) -> None:
+        self._pending = False
+        self.last_handoff_ms = (time.monotonic() - posted) * 1000.0
+        self.handoff_lag_ms += LAG_ALPHA * (self.last_handoff_ms - self.handoff_lag_ms)
+        block = np.empty(self.ring.available, dtype=np.int16)
+        block = block[: self.ring.read_into(block)]
+        resampled = self._resampler.process(block)
+        data = np.concatenate((self._partial, resampled)) if len(self._partial) else resampled
+        size = self.chunk_samples
+        whole = len(data) - len(data) % size
+        for start in range(0, whole, size):
+            self.captured_chunks += 1
+            try:
+                self._on_chunk(data[start : start + size].copy())
+            except Exception as exc:
+                if self._errors_logged < 10:
+                    self._errors_logged += 1
+                    event(log, "audio.on_chunk_error", logging.ERROR, error=repr(exc))
+        self._partial = data[whole:].copy()

@@ -1,0 +1,431 @@
+"""`AudioEngine`: the AudioPort over sounddevice streams or file devices, kept open for the
+daemon's lifetime and reopened with backoff when a device is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from voicebox.audio import devices
+from voicebox.audio.capture import Capture
+from voicebox.audio.devices import AudioDeviceError
+from voicebox.audio.files import FileSink, FileSource, WavWriter, read_wav_mono
+from voicebox.audio.formats import PCM_16000, AudioFormat
+from voicebox.audio.playback import Playback
+from voicebox.audio.port import AudioStats, OnChunk
+from voicebox.config import AudioConfig
+from voicebox.logs import event
+
+log = logging.getLogger(__name__)
+FILE_OUTPUT_RATE = 16000
+CHECK_S = 0.25  # supervisor period
+
+
+def reopen_delay(attempt: int, first: float = 0.5, cap: float = 30.0) -> float:
+    """Backoff before reopen attempt `attempt` (1-based): doubling from `first`, capped."""
+    return float(min(cap, first * 2 ** max(0, attempt - 1)))
+
+
+class _Device(Protocol):
+    name: str
+
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def failed(self) -> bool: ...
+    @property
+    def portaudio(self) -> bool: ...
+
+
+class _SdStream:
+    """One sounddevice callback stream (mono int16) feeding a Capture or fed by a Playback."""
+
+    portaudio = True
+
+    def __init__(
+        self,
+        kind: devices.Kind,
+        spec: str | int | None,
+        rate: int,
+        block: int,
+        latency: float | str,
+        capture: Capture | None = None,
+        playback: Playback | None = None,
+    ) -> None:
+        self.kind = kind
+        self.spec = spec
+        self.rate = rate
+        self.block = block
+        self.latency = latency
+        self.capture = capture
+        self.playback = playback
+        self.name = str(spec) if spec is not None else "default"
+        self.stream: Any = None
+        self.lost = False
+        self.output_underflows = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.lost or (self.stream is not None and not self.stream.active)
+
+    def open(self) -> None:
+        import sounddevice as sd
+
+        index = devices.find_device(self.spec, self.kind)
+        self.name = devices.device_name(index)
+        cls = sd.InputStream if self.kind == "input" else sd.OutputStream
+        cb = self._input_cb if self.kind == "input" else self._output_cb
+        self.lost = False
+        try:
+            stream = cls(
+                device=index,
+                samplerate=self.rate,
+                blocksize=self.block,
+                channels=1,
+                dtype="int16",
+                latency=self.latency,
+                callback=cb,
+                finished_callback=self._finished,
+            )
+            stream.start()
+        except sd.PortAudioError as exc:
+            raise AudioDeviceError(
+                f"audio.{self.kind}.device {self.name!r}: cannot open at {self.rate} Hz: {exc}"
+            ) from exc
+        self.stream = stream
+        event(
+            log,
+            "audio.stream_opened",
+            kind=self.kind,
+            device=self.name,
+            rate=self.rate,
+            blocksize=self.block,
+            latency=round(float(stream.latency), 4),
+        )
+
+    def close(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.abort(ignore_errors=True)
+            with contextlib.suppress(Exception):
+                stream.close(ignore_errors=True)
+
+    def _finished(self) -> None:
+        if self.stream is not None:  # not a close() we asked for
+            self.lost = True
+
+    def _input_cb(self, indata: npt.NDArray[np.int16], frames: int, t: Any, status: Any) -> None:
+        assert self.capture is not None
+        self.capture.on_block(indata[:, 0], bool(status.input_overflow))
+
+    def _output_cb(self, outdata: npt.NDArray[np.int16], frames: int, t: Any, status: Any) -> None:
+        try:
+            if status.output_underflow:
+                self.output_underflows += 1
+            assert self.playback is not None
+            self.playback.fill(outdata[:, 0])
+        except Exception:
+            outdata.fill(0)
+
+
+class AudioEngine:
+    """The AudioPort implementation (see voicebox/audio/port.py)."""
+
+    def __init__(self, cfg: AudioConfig, *, stall_s: float = 2.0) -> None:
+        self._cfg = cfg
+        self._stall_s = stall_s
+        self._input_format = PCM_16000
+        self._output_format = PCM_16000
+        self._chunk_ms = cfg.input.chunk_ms
+        self._prebuffer_ms = cfg.output.prebuffer_ms
+        self._ring_ms = cfg.output.buffer_ms
+        self._volume = cfg.output.volume
+        self._capture: Capture | None = None
+        self._playback: Playback | None = None
+        self._input: _Device | None = None
+        self._output: _Device | None = None
+        self._writer: WavWriter | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._progress: dict[str, tuple[int, float]] = {}
+        self._device_errors = 0
+        self._recovering = False
+        self._stopped = False
+
+    # --- AudioPort ----------------------------------------------------------------------------
+
+    @property
+    def input_format(self) -> AudioFormat:
+        return self._input_format
+
+    async def start(self, on_chunk: OnChunk) -> None:
+        """Open both devices (raises AudioDeviceError naming the device) and supervise them."""
+        if self._capture is not None:
+            return
+        loop = asyncio.get_running_loop()
+        icfg, ocfg = self._cfg.input, self._cfg.output
+        source_samples = None
+        if icfg.backend == "file":
+            if not icfg.path:
+                raise AudioDeviceError(
+                    "audio.input.path is required with audio.input.backend: file"
+                )
+            try:
+                source_samples, in_rate = read_wav_mono(icfg.path, icfg.sample_rate)
+            except (OSError, EOFError, ValueError) as exc:  # wave.Error is an Exception subclass
+                raise AudioDeviceError(f"audio.input.path {icfg.path!r}: {exc}") from exc
+            except Exception as exc:
+                raise AudioDeviceError(f"audio.input.path {icfg.path!r}: not a WAV: {exc}") from exc
+        else:
+            in_rate = icfg.sample_rate or devices.default_rate(
+                devices.find_device(icfg.device, "input")
+            )
+        if ocfg.backend == "file":
+            if not ocfg.path:
+                raise AudioDeviceError(
+                    "audio.output.path is required with audio.output.backend: file"
+                )
+            out_rate = ocfg.sample_rate or FILE_OUTPUT_RATE
+        else:
+            out_rate = ocfg.sample_rate or devices.default_rate(
+                devices.find_device(ocfg.device, "output")
+            )
+        capture = Capture(
+            loop, on_chunk, in_rate, self._input_format.rate, self._chunk_ms, icfg.queue_ms
+        )
+        playback = Playback(out_rate, self._ring_ms, self._prebuffer_ms, self._volume)
+        playback.set_format(self._output_format)
+        in_block = max(1, in_rate * icfg.chunk_ms // 1000)
+        out_block = max(1, out_rate * ocfg.block_ms // 1000)
+        inp: _Device
+        out: _Device
+        if source_samples is not None:
+            inp = FileSource(capture, source_samples, in_rate, icfg.chunk_ms, loop=icfg.loop)
+            inp.name = str(icfg.path)
+        else:
+            inp = _SdStream("input", icfg.device, in_rate, in_block, icfg.latency, capture=capture)
+        if ocfg.backend == "file":
+            assert ocfg.path is not None
+            try:
+                self._writer = WavWriter(ocfg.path, out_rate)
+            except OSError as exc:
+                raise AudioDeviceError(f"audio.output.path {ocfg.path!r}: {exc}") from exc
+            out = FileSink(playback, self._writer, ocfg.block_ms)
+            out.name = ocfg.path
+        else:
+            out = _SdStream(
+                "output", ocfg.device, out_rate, out_block, ocfg.latency, playback=playback
+            )
+        self._capture, self._playback, self._input, self._output = capture, playback, inp, out
+        try:
+            out.open()
+            inp.open()
+        except BaseException:
+            await self._close_devices()
+            self._capture = self._playback = self._input = self._output = None
+            raise
+        for kind, dev in (("file", inp), ("file", out)):
+            if not dev.portaudio:
+                event(log, "audio.stream_opened", kind=kind, device=dev.name)
+        self._supervisor = asyncio.create_task(self._supervise(), name="audio-supervisor")
+
+    def set_input_format(self, fmt: AudioFormat) -> None:
+        self._input_format = AudioFormat("pcm", fmt.rate)
+        if self._capture is not None:
+            self._capture.set_rate(fmt.rate)
+
+    def set_output_format(self, fmt: AudioFormat) -> None:
+        self._output_format = fmt
+        if self._playback is not None:
+            self._playback.set_format(fmt)
+
+    def play(self, data: bytes) -> None:
+        if self._playback is not None:
+            self._playback.play(data)
+
+    def end_reply(self) -> None:
+        if self._playback is not None:
+            self._playback.end_reply()
+
+    def interrupt(self) -> None:
+        if self._playback is not None:
+            self._playback.interrupt()
+
+    @property
+    def playing(self) -> bool:
+        return self._playback is not None and self._playback.playing
+
+    async def drain(self, timeout: float) -> bool:
+        """End the current reply and wait until it has played out; False on timeout."""
+        pb = self._playback
+        if pb is None:
+            return True
+        pb.end_reply()
+        deadline = time.monotonic() + timeout
+        while pb.playing:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        tail = self._output_latency()
+        if tail:
+            await asyncio.sleep(min(tail, max(0.0, deadline - time.monotonic())))
+        return True
+
+    def set_volume(self, volume: float) -> None:
+        self._volume = min(1.0, max(0.0, volume))
+        if self._playback is not None:
+            self._playback.set_volume(self._volume)
+
+    def set_prebuffer_ms(self, ms: int) -> None:
+        self._prebuffer_ms = ms
+        if self._playback is not None:
+            self._playback.set_prebuffer_ms(ms)
+
+    async def stop(self) -> None:
+        """Stop the supervisor, close both devices and finalise a file output. Idempotent."""
+        self._stopped = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        await self._close_devices()
+        if self._writer is not None:
+            self._writer.close()
+
+    def stats(self) -> AudioStats:
+        c, p = self._capture, self._playback
+        s = AudioStats(
+            prebuffer_ms=self._prebuffer_ms,
+            device_errors=self._device_errors,
+            input_device=self._input.name if self._input else "",
+            output_device=self._output.name if self._output else "",
+        )
+        if c is not None:
+            s.captured_chunks = c.captured_chunks
+            s.dropped_chunks = c.dropped_chunks
+            s.input_overflows = c.input_overflows
+            s.handoff_lag_ms = round(c.handoff_lag_ms, 3)
+        if p is not None:
+            s.underruns = p.underruns
+            s.ring_overflows = p.ring.dropped
+            s.interrupts = p.interrupts
+            s.ring_level_ms = round(p.level_ms, 1)
+        if isinstance(self._output, _SdStream):
+            s.output_underflows = self._output.output_underflows
+        return s
+
+    # --- tuning and supervision -------------------------------------------------------------
+
+    def set_ring_ms(self, ms: int) -> None:
+        """Playback ring capacity; applied when no reply is playing."""
+        self._ring_ms = ms
+        if self._playback is not None:
+            self._playback.set_ring_ms(ms)
+
+    def set_chunk_ms(self, ms: int) -> None:
+        """Capture chunk duration; the loop-side re-chunker applies it from the next chunk."""
+        self._chunk_ms = ms
+        if self._capture is not None:
+            self._capture.set_chunk_ms(ms)
+
+    def alive(self) -> bool:
+        """True while both devices are making progress (callbacks counted recently)."""
+        if self._stopped or self._capture is None or self._playback is None:
+            return False
+        now = time.monotonic()
+        return not self._recovering and all(
+            now - self._seen(key, count, now) < self._stall_s
+            for key, count in (
+                ("input", self._capture.callbacks),
+                ("output", self._playback.callbacks),
+            )
+        )
+
+    def _seen(self, key: str, count: int, now: float) -> float:
+        """When the counter `key` last moved."""
+        last = self._progress.get(key)
+        if last is None or last[0] != count:
+            self._progress[key] = (count, now)
+            return now
+        return last[1]
+
+    def _output_latency(self) -> float:
+        out = self._output
+        if isinstance(out, _SdStream) and out.stream is not None:
+            return float(out.stream.latency)
+        return 0.0
+
+    def _problem(self) -> tuple[_Device, str] | None:
+        assert self._capture is not None and self._playback is not None
+        assert self._input is not None and self._output is not None
+        now = time.monotonic()
+        checks = (
+            (self._input, self._capture.callbacks, "input"),
+            (self._output, self._playback.callbacks, "output"),
+        )
+        for dev, count, key in checks:
+            if dev.failed:
+                return dev, "stream_error"
+            if now - self._seen(key, count, now) >= self._stall_s:
+                return dev, "stalled"
+        return None
+
+    async def _supervise(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_S)
+            problem = self._problem()
+            if problem is not None:
+                await self._recover(*problem)
+
+    async def _close_devices(self) -> None:
+        for dev in (self._input, self._output):
+            if dev is not None:
+                await asyncio.to_thread(dev.close)
+
+    async def _recover(self, lost: _Device, reason: str) -> None:
+        """Close both devices, re-enumerate, reopen both; back off until it works."""
+        self._device_errors += 1
+        self._recovering = True
+        event(log, "audio.device_lost", logging.WARNING, device=lost.name, reason=reason)
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                delay = reopen_delay(attempt)
+                await self._close_devices()
+                await asyncio.sleep(delay)
+                try:
+                    await asyncio.to_thread(self._reopen)
+                except Exception as exc:
+                    event(
+                        log,
+                        "audio.reopen_failed",
+                        logging.WARNING,
+                        device=lost.name,
+                        attempt=attempt,
+                        delay_s=delay,
+                        error=str(exc),
+                    )
+                    continue
+                event(
+                    log, "audio.device_reopened", device=lost.name, attempt=attempt, delay_s=delay
+                )
+                self._progress.clear()
+                return
+        finally:
+            self._recovering = False
+
+    def _reopen(self) -> None:
+        assert self._input is not None and self._output is not None
+        if self._input.portaudio or self._output.portaudio:
+            devices.reinitialize()
+        self._output.open()
+        self._input.open()
