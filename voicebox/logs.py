@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -49,11 +50,24 @@ def event(log: logging.Logger, name: str, level: int = logging.INFO, **fields: A
     log.log(level, " ".join(parts), extra={"journal_fields": extra})
 
 
+# journald field names: upper-case letters, digits and _, not starting with _ or a digit.
+_JOURNAL_FIELD = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+
+
 class _ScrubFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if _SECRETS:
-            record.msg = scrub(record.getMessage())
+            try:
+                record.msg = scrub(record.getMessage())
+            except Exception:  # bad %-args: keep the raw template, scrubbed
+                record.msg = scrub(str(record.msg))
             record.args = None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = scrub(record.exc_text)
+            if record.stack_info:
+                record.stack_info = scrub(record.stack_info)
             fields = getattr(record, "journal_fields", None)
             if isinstance(fields, dict):
                 record.journal_fields = {k: scrub(str(v)) for k, v in fields.items()}
@@ -85,7 +99,7 @@ class _JournalFieldsHandler(logging.Handler):
             extra = getattr(record, "journal_fields", None)
             if isinstance(extra, dict):
                 for key, value in extra.items():
-                    if key and key[0] != "_" and key.replace("_", "").isalnum():
+                    if _JOURNAL_FIELD.fullmatch(key):
                         fields[key] = str(value)
             message = self.format(record)
             self._send(message, **fields)
