@@ -12,8 +12,8 @@ WAIT_LIMIT_S; then it is dropped, never spoken over the agent); with `interrupt`
 `tts.synthesis_format(cfg)` and played in the session's current output format: when the port
 exposes `output_format`, the PCM is converted to it (resample.convert + μ-law encoding if needed)
 and the port's format is never touched; otherwise the port is switched to the phrase's PCM format
-for the one `play()` call and set back to pcm_16000 (the agents' default format) right after,
-before any other coroutine can run.
+for the one `play()` + `end_reply()` and set back to pcm_16000 (the agents' default format) right
+after, before any other coroutine can run.
 
 Cache files: a header (magic, rate, byte length, CRC-32) then the PCM; written atomically
 (temp file + rename). A file whose header, length or checksum does not match is re-synthesised.
@@ -247,11 +247,12 @@ class Announcer:
 
                 samples = convert(samples, rate, current.rate)
             audio.play(encode(samples, current))
+            audio.end_reply()
         else:
             audio.set_output_format(AudioFormat("pcm", rate))
             audio.play(pcm)
+            audio.end_reply()  # flushes the port's resampler before the format changes back
             audio.set_output_format(PCM_16000)
-        audio.end_reply()
 
 
 def _store_quietly(cache: PhraseCache, key: str, rate: int, pcm: bytes) -> None:
@@ -308,7 +309,7 @@ def main_announcements(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"invalid configuration:\n{exc}", file=sys.stderr)
         return EX_CONFIG
-    logs.setup(cfg.logging.level)
+    logs.setup("debug" if cfg.logging.level == "debug" else "warning")  # a command: quiet
     key = config.load_api_key(cfg)
     if key:
         register_secret(key.reveal())

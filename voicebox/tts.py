@@ -195,7 +195,7 @@ def main_say(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"invalid configuration:\n{exc}", file=sys.stderr)
         return EX_CONFIG
-    logs.setup(cfg.logging.level)
+    logs.setup("debug" if cfg.logging.level == "debug" else "warning")  # a command: quiet
     key = config.load_api_key(cfg)
     if key is None:
         print(
