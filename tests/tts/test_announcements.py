@@ -196,3 +196,17 @@ async def test_played_in_the_sessions_format_when_the_port_tells_it(
     n = min(len(played), len(expected))
     peak = np.argmax(np.abs(np.fft.rfft(played[:n])))
     assert abs(peak - np.argmax(np.abs(np.fft.rfft(expected[:n])))) <= 1
+
+
+@pytest.mark.asyncio
+async def test_wait_rule_drops_rather_than_talks_over_a_long_reply(
+    sim: Sim, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import voicebox.announcements
+
+    monkeypatch.setattr(voicebox.announcements, "WAIT_LIMIT_S", 0.05)
+    port = RecordingPort(playing=True)
+    announcer = Announcer(make_config(tmp_path, sim.base), port, Secret(KEY))
+    await announcer.announce("back_online")
+    assert "play" not in port.names() and not announcer.busy()
+    assert any(r.getMessage().startswith("announcement.dropped") for r in caplog.records)
