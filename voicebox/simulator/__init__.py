@@ -1,0 +1,1 @@
+"""A local ElevenLabs agent on loopback: same protocol and paths, with scripted faults."""
