@@ -1,0 +1,451 @@
+"""The conversation WebSocket: URL and signed-URL fetch, the handshake, and one session's I/O loop.
+
+`open_socket` connects (fetching a signed URL first for private agents, so the API key travels
+only in the `xi-api-key` header of that HTTPS request) and raises `ConnectFailure` carrying the
+classified end on any failure. `SessionLink` runs one `Session` over one socket: the receive loop
+(decode, pong first, then the session's actions), a sender for mic frames, the session's timers,
+client tools as tasks, and a receive watchdog that probes a silent link and declares it half-open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from voicebox.audio.port import AudioPort, Chunk
+from voicebox.config import AgentConfig, Secret
+from voicebox.convai import messages
+from voicebox.convai.policy import EndClass, SessionEnd, classify_end
+from voicebox.convai.session import (
+    Action,
+    Close,
+    EndReply,
+    Interrupt,
+    LogEvent,
+    Play,
+    Ready,
+    RunTool,
+    Send,
+    Session,
+    SetInputFormat,
+    SetOutputFormat,
+)
+from voicebox.convai.tools import ToolRegistry
+from voicebox.logs import event
+
+log = logging.getLogger("voicebox.convai")
+
+CONVERSATION_PATH = "/v1/convai/conversation"
+SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
+MAX_FRAME = 16 * 1024 * 1024
+CLOSE_TIMEOUT_S = 2.0
+KEEPALIVE_S = 10.0
+TOOL_TIMEOUT_S = 20.0
+PROBE_TIMEOUTS = 3  # a probe unanswered for this many receive timeouts means half-open
+TICK_S = 0.1
+OUT_QUEUE = 256  # mic frames waiting for the socket (~5 s of 20 ms chunks), oldest dropped
+
+
+class ConnectFailure(Exception):
+    """A session could not be opened; `end` says why and how to retry."""
+
+    def __init__(self, end: SessionEnd) -> None:
+        super().__init__(end.reason)
+        self.end = end
+
+
+def _base(api_base: str, scheme: str | None = None) -> urllib.parse.SplitResult:
+    parts = urllib.parse.urlsplit(api_base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"agent.api_base must be an http(s) URL, got {api_base!r}")
+    return parts
+
+
+def conversation_url(api_base: str, agent_id: str) -> str:
+    """The WebSocket URL for a public agent: https->wss, http->ws, agent_id quoted."""
+    parts = _base(api_base)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    path = parts.path.rstrip("/") + CONVERSATION_PATH
+    query = urllib.parse.urlencode({"agent_id": agent_id}, quote_via=urllib.parse.quote)
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, query, ""))
+
+
+def signed_url_request(api_base: str, agent_id: str) -> str:
+    parts = _base(api_base)
+    path = parts.path.rstrip("/") + SIGNED_URL_PATH
+    query = urllib.parse.urlencode({"agent_id": agent_id}, quote_via=urllib.parse.quote)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _network_failure(exc: BaseException) -> str:
+    if isinstance(exc, socket.gaierror):
+        return "dns"
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return "tls"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timeout"
+    return "network"
+
+
+def _fetch_signed_url_blocking(url: str, key: str, timeout: float) -> str:
+    req = urllib.request.Request(url, headers={"xi-api-key": key, "Accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http(s) only)
+        body = json.loads(resp.read(1 << 20))
+    signed = body.get("signed_url") if isinstance(body, dict) else None
+    if not isinstance(signed, str) or not signed.startswith(("ws://", "wss://")):
+        raise ValueError("get-signed-url answered without a ws(s) signed_url")
+    return signed
+
+
+async def fetch_signed_url(agent: AgentConfig, api_key: Secret | None) -> str:
+    """GET get-signed-url with the key in the xi-api-key header; ConnectFailure on error."""
+    if not api_key:
+        raise ConnectFailure(
+            SessionEnd(
+                EndClass.CONFIG,
+                "agent.requires_auth is set but no API key was found (systemd credential "
+                "elevenlabs_api_key, $ELEVENLABS_API_KEY or agent.api_key_file)",
+            )
+        )
+    url = signed_url_request(agent.api_base, agent.agent_id)
+    try:
+        return await asyncio.to_thread(
+            _fetch_signed_url_blocking, url, api_key.reveal(), agent.connect_timeout_s
+        )
+    except urllib.error.HTTPError as exc:
+        end = classify_end(
+            http_status=exc.code, retry_after_s=_retry_after(exc.headers.get("Retry-After"))
+        )
+        raise ConnectFailure(
+            SessionEnd(end.end_class, f"signed URL: {end.reason}", end.retry_after_s)
+        ) from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason if isinstance(exc.reason, BaseException) else OSError(exc.reason)
+        end = classify_end(failure=_network_failure(reason))
+        raise ConnectFailure(SessionEnd(end.end_class, f"signed URL: {end.reason}")) from None
+    except (OSError, TimeoutError) as exc:
+        end = classify_end(failure=_network_failure(exc))
+        raise ConnectFailure(SessionEnd(end.end_class, f"signed URL: {end.reason}")) from None
+    except ValueError as exc:
+        raise ConnectFailure(SessionEnd(EndClass.TRANSIENT, f"signed URL: {exc}")) from None
+
+
+async def open_socket(agent: AgentConfig, api_key: Secret | None) -> ClientConnection:
+    """Connect to the agent; ConnectFailure(end) on any failure."""
+    if agent.requires_auth:
+        url = await fetch_signed_url(agent, api_key)
+    else:
+        url = conversation_url(agent.api_base, agent.agent_id)
+    try:
+        return await connect(
+            url,
+            open_timeout=agent.connect_timeout_s,
+            close_timeout=CLOSE_TIMEOUT_S,
+            max_size=MAX_FRAME,
+            compression=None,
+            ping_interval=KEEPALIVE_S,
+            ping_timeout=KEEPALIVE_S,
+            max_queue=64,
+        )
+    except InvalidStatus as exc:
+        headers = exc.response.headers
+        end = classify_end(
+            http_status=exc.response.status_code,
+            retry_after_s=_retry_after(headers.get("Retry-After")),
+        )
+        raise ConnectFailure(end) from None
+    except (OSError, TimeoutError) as exc:
+        raise ConnectFailure(classify_end(failure=_network_failure(exc))) from None
+    except WebSocketException as exc:
+        end = classify_end(failure="network")
+        raise ConnectFailure(SessionEnd(end.end_class, f"handshake failed: {exc}")) from None
+
+
+class LatencyStats:
+    """Recent latencies in ms, bounded."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.values: deque[float] = deque(maxlen=size)
+
+    def add(self, seconds: float) -> None:
+        self.values.append(seconds * 1000.0)
+
+    def summary(self) -> dict[str, float]:
+        if not self.values:
+            return {}
+        v = sorted(self.values)
+
+        def pick(q: float) -> float:
+            return v[min(len(v) - 1, int(q * len(v)))]
+
+        return {
+            "p50_ms": round(pick(0.5), 3),
+            "p99_ms": round(pick(0.99), 3),
+            "max_ms": round(v[-1], 3),
+            "n": float(len(v)),
+        }
+
+
+class SessionLink:
+    """One session over one open socket."""
+
+    def __init__(
+        self,
+        ws: ClientConnection,
+        session: Session,
+        audio: AudioPort,
+        tools: ToolRegistry,
+        *,
+        receive_timeout_s: Callable[[], float],
+        on_ready: Callable[[SessionLink], None] | None = None,
+        tool_timeout_s: float = TOOL_TIMEOUT_S,
+        mic_to_wire: LatencyStats | None = None,
+        pong_latency: LatencyStats | None = None,
+    ) -> None:
+        self.ws = ws
+        self.session = session
+        self.audio = audio
+        self.tools = tools
+        self._receive_timeout = receive_timeout_s
+        self._on_ready = on_ready
+        self._tool_timeout = tool_timeout_s
+        self._loop = asyncio.get_running_loop()
+        self._out: deque[tuple[str, float | None]] = deque()
+        self._out_ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._probe: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+        self.done = asyncio.Event()
+        self.out_dropped = 0
+        self.mic_to_wire = mic_to_wire if mic_to_wire is not None else LatencyStats()
+        self.pong_latency = pong_latency if pong_latency is not None else LatencyStats()
+        self.probes = 0
+        self.task: asyncio.Task[None] | None = None
+
+    # --- public --------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def send_mic(self, chunk: Chunk, rate: int, live: bool, t0: float | None = None) -> None:
+        """Encode and queue one mic chunk (non-blocking; called on the loop)."""
+        for action in self.session.mic(chunk, rate, live, self.now()):
+            if type(action) is Send:
+                self._queue(action.frame, t0)
+
+    def send_frame(self, frame: str) -> None:
+        self._queue(frame, None)
+
+    def act(self, actions: list[Action]) -> None:
+        """Carry out actions from outside the receive loop (sends are queued)."""
+        for a in actions:
+            if type(a) is Send:
+                self._queue(a.frame, None)
+            else:
+                self._local(a)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the session ourselves (idempotent); returns when the socket is closed."""
+        if not self.done.is_set():
+            self.act(self.session.close(code, reason))
+        await self.done.wait()
+
+    async def run(self) -> None:
+        """Run until the socket closes; the outcome is recorded in the session."""
+        session = self.session
+        try:
+            for a in session.open(self.now()):
+                if type(a) is Send:
+                    await self.ws.send(a.frame)
+            self._spawn(self._sender())
+            self._spawn(self._ticker())
+            await self._receive()
+        except ConnectionClosed as exc:
+            self._record_close(exc)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._probe is not None:
+                self._probe.cancel()
+            if session.closed_at is None:
+                code = self.ws.close_code
+                session.closed(
+                    code if code != 1006 else None, self.ws.close_reason or "", self.now()
+                )
+            self.done.set()
+            if self.ws.state.name != "CLOSED":
+                self.ws.transport.abort()
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _queue(self, frame: str, t0: float | None) -> None:
+        if self.done.is_set():
+            return
+        if len(self._out) >= OUT_QUEUE:
+            self._out.popleft()
+            self.out_dropped += 1
+        self._out.append((frame, t0))
+        self._out_ready.set()
+
+    async def _sender(self) -> None:
+        out = self._out
+        ws = self.ws
+        while True:
+            if not out:
+                self._out_ready.clear()
+                await self._out_ready.wait()
+                continue
+            frame, t0 = out.popleft()
+            try:
+                await ws.send(frame)
+            except ConnectionClosed:
+                return
+            if t0 is not None:
+                self.mic_to_wire.add(time.perf_counter() - t0)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.act(self.session.tick(self.now(), self.audio.playing))
+
+    def _record_close(self, exc: ConnectionClosed) -> None:
+        rcvd = exc.rcvd
+        self.session.closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "", self.now())
+
+    async def _receive(self) -> None:
+        ws = self.ws
+        session = self.session
+        decode = messages.decode_server
+        while True:
+            try:
+                async with asyncio.timeout(self._receive_timeout()):
+                    frame = await ws.recv()
+            except TimeoutError:
+                self._quiet()
+                continue
+            t_recv = time.perf_counter()
+            if self._probe is not None:
+                self._probe.cancel()
+                self._probe = None
+            ev = decode(frame)
+            actions = session.receive(ev, self.now())
+            for a in actions:
+                if type(a) is Send:
+                    await ws.send(a.frame)
+                    if type(ev) is messages.Ping:
+                        self.pong_latency.add(time.perf_counter() - t_recv)
+                else:
+                    self._local(a)
+
+    def _local(self, a: Action) -> None:
+        t = type(a)
+        if t is Play:
+            assert isinstance(a, Play)
+            self.audio.play(a.data)
+        elif t is Interrupt:
+            self.audio.interrupt()
+        elif t is EndReply:
+            self.audio.end_reply()
+        elif t is RunTool:
+            assert isinstance(a, RunTool)
+            self._spawn(self._run_tool(a))
+        elif t is SetOutputFormat:
+            assert isinstance(a, SetOutputFormat)
+            self.audio.set_output_format(a.fmt)
+        elif t is SetInputFormat:
+            assert isinstance(a, SetInputFormat)
+            self.audio.set_input_format(a.fmt)
+        elif t is Ready:
+            self.ready.set()
+            if self._on_ready is not None:
+                self._on_ready(self)
+        elif t is Close:
+            assert isinstance(a, Close)
+            if self._closing is None:
+                self._closing = asyncio.create_task(self._close(a.code, a.reason))
+        elif t is LogEvent:
+            assert isinstance(a, LogEvent)
+            event(log, a.name, a.level, **a.fields)
+        elif t is Send:
+            assert isinstance(a, Send)
+            self._queue(a.frame, None)
+
+    async def _close(self, code: int, reason: str) -> None:
+        # Frames already queued (tool results, last audio) go out before the close frame.
+        for _ in range(20):
+            if not self._out:
+                break
+            await asyncio.sleep(0.005)
+        try:
+            await self.ws.close(code, reason)
+        except Exception:  # closing a broken socket: run() records the outcome
+            self.ws.transport.abort()
+
+    async def _run_tool(self, call: RunTool) -> None:
+        result, is_error = await self.tools.run(call.name, call.parameters, self._tool_timeout)
+        self.act(self.session.tool_result(call.tool_call_id, result, is_error))
+
+    def _quiet(self) -> None:
+        """No frame for a receive timeout: probe the link if the service should be talking."""
+        if self._probe is None and self.session.expecting_frames() and not self.done.is_set():
+            self._probe = asyncio.create_task(self._probe_link())
+
+    async def _probe_link(self) -> None:
+        self.probes += 1
+        timeout = self._receive_timeout() * PROBE_TIMEOUTS
+        try:
+            async with asyncio.timeout(timeout):
+                waiter = await self.ws.ping()
+                await waiter
+        except TimeoutError:
+            self.session.failure = "half_open"
+            event(
+                log,
+                "link.half_open",
+                logging.WARNING,
+                conversation_id=self.session.conversation_id,
+                waited_s=round(timeout, 2),
+            )
+            self.ws.transport.abort()
+            return
+        except ConnectionClosed:
+            return
+        self.session.link_ok()
+        self._probe = None

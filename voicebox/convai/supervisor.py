@@ -1,0 +1,647 @@
+"""Keeps a conversation available: opens sessions on demand, reconnects, rolls over, degrades.
+
+The daemon drives the `Supervisor` with button presses and mic chunks and follows its `State`
+through `on_state`. Each session end is classified (policy.classify_end) and acted on: idle or a
+fresh session after a normal end, an immediate context-carrying restart at the duration cap,
+jittered backoff after transient failures, and a slow retry period with one loud log line for
+configuration problems. Mic audio captured while no session is ready is kept in a bounded buffer
+and sent when the next one is. Near the duration cap it rolls over to a new session at a quiet
+moment so the service never cuts the agent off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from voicebox.audio.port import AudioPort, Chunk
+from voicebox.config import Config, Secret
+from voicebox.convai import messages
+from voicebox.convai.connection import (
+    CLOSE_TIMEOUT_S,
+    ConnectFailure,
+    LatencyStats,
+    SessionLink,
+    open_socket,
+)
+from voicebox.convai.policy import EndClass, ReconnectPolicy, SessionEnd, classify_end
+from voicebox.convai.session import TRANSCRIPT_LINES, Session, SessionSettings, context_text
+from voicebox.convai.tools import ToolRegistry
+from voicebox.logs import event
+from voicebox.state import State
+
+log = logging.getLogger("voicebox.convai")
+
+WATCH_S = 0.05
+DRAIN_MAX_S = 30.0  # longest goodbye we wait for after the agent ends the call
+T = TypeVar("T")
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _cls(end: SessionEnd) -> dict[str, Any]:
+    """The end class as a log field named `class` (a keyword in Python)."""
+    return {"class": str(end.end_class)}
+
+
+class ResumeBuffer:
+    """Mic audio kept while no session is ready: bounded by duration, oldest dropped and counted."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._chunks: deque[tuple[Chunk, int]] = deque()
+        self._duration = 0.0
+        self.dropped = 0  # chunks dropped because the buffer was full
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def push(self, chunk: Chunk, rate: int) -> None:
+        self._chunks.append((chunk, rate))
+        self._duration += len(chunk) / rate
+        while self._chunks and self._duration > self.seconds + 1e-9:
+            old, old_rate = self._chunks.popleft()
+            self._duration -= len(old) / old_rate
+            self.dropped += 1
+
+    def take(self) -> list[tuple[Chunk, int]]:
+        out = list(self._chunks)
+        self._chunks.clear()
+        self._duration = 0.0
+        return out
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._duration = 0.0
+
+
+class Supervisor:
+    """Opens, keeps and closes conversations; never raises for network or service errors."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        audio: AudioPort,
+        api_key: Secret | None,
+        tools: ToolRegistry,
+        on_state: Callable[[State, dict[str, Any]], None],
+    ) -> None:
+        self._cfg = cfg
+        self._audio = audio
+        self._api_key = api_key
+        self._tools = tools
+        self._on_state = on_state
+        conv = cfg.conversation
+        self._policy = ReconnectPolicy(conv.reconnect)
+        self._state = State.IDLE
+        self._always_on = conv.mode == "always_on"
+        self._wanted = self._always_on
+        self._mic_live = self._always_on
+        self._receive_timeout = conv.receive_timeout_s
+        self._buffer = ResumeBuffer(conv.resume_buffer_s)
+        self._link: SessionLink | None = None
+        self._successor: dict[SessionLink, SessionLink] = {}
+        self._rollover_tried: set[SessionLink] = set()
+        self._rollover_task: asyncio.Task[None] | None = None
+        self._history: deque[tuple[str, str]] = deque(maxlen=TRANSCRIPT_LINES)
+        self._carry = False  # the next session continues the conversation
+        self._wake = asyncio.Event()
+        self._interrupt = asyncio.Event()  # cuts a backoff wait short (stop, end_conversation)
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._running = False
+        self._last_close: dict[str, Any] = {}
+        self.mic_to_wire = LatencyStats()
+        self.pong_latency = LatencyStats()
+        self._counters = {
+            "sessions": 0,
+            "connect_failures": 0,
+            "reconnects": 0,
+            "malformed": 0,
+            "unknown": 0,
+            "stale_audio": 0,
+            "tool_calls": 0,
+            "turns": 0,
+            "rollovers": 0,
+            "duration_caps": 0,
+            "barge_ins": 0,
+            "degraded": 0,
+        }
+
+    # --- the daemon's API ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    async def run(self) -> None:
+        """Keep conversations available until stop()."""
+        self._running = True
+        watcher = asyncio.create_task(self._watch())
+        try:
+            while not self._stopping:
+                if not self._wanted:
+                    self._set_state(State.IDLE)
+                    self._wake.clear()
+                    if not self._wanted and not self._stopping:
+                        await self._until_stopped(self._wake.wait())
+                    continue
+                await self._attempt()
+        except _Stopped:
+            pass
+        finally:
+            watcher.cancel()
+            if self._rollover_task is not None:
+                self._rollover_task.cancel()
+            link = self._link
+            if link is not None and not link.done.is_set():
+                await self._close_link(link, "shutdown")
+            self._running = False
+
+    async def stop(self) -> None:
+        """Close the socket cleanly (1000, short timeout); idempotent."""
+        if not self._stopping:
+            self._stopping = True
+            self._set_state(State.STOPPING)
+            self._stop.set()
+            self._interrupt.set()
+            self._wake.set()
+        link = self._link
+        if link is not None and not link.done.is_set():
+            await self._close_link(link, "shutdown")
+
+    def on_mic_chunk(self, chunk: Chunk) -> None:
+        t0 = time.perf_counter()
+        rate = self._audio.input_format.rate
+        link = self._link
+        if link is not None and link.session.ready:
+            link.send_mic(chunk, rate, self._mic_live, t0)
+        elif self._wanted and self._mic_live and not self._stopping:
+            self._buffer.push(chunk.copy(), rate)
+
+    def press(self) -> None:
+        """Button down: open a session if none, mic live, barge in on the agent."""
+        self._mic_live = True
+        link = self._link
+        if (
+            link is not None
+            and link.session.ready
+            and (self._audio.playing or link.session.speaking())
+        ):
+            self._counters["barge_ins"] += 1
+            link.act(link.session.barge_in(link.now()))
+        if not self._wanted and not self._stopping:
+            self._wanted = True
+            self._wake.set()
+
+    def release(self) -> None:
+        """Button up: mic gated (silence is streamed; the session is kept)."""
+        if not self._always_on:
+            self._mic_live = False
+
+    def end_conversation(self) -> None:
+        """Long hold: close the current session (1000) and go idle."""
+        self._wanted = False
+        self._carry = False
+        self._history.clear()
+        self._buffer.clear()
+        if not self._always_on:
+            self._mic_live = False
+        self._interrupt.set()
+        link = self._link
+        if link is not None and not link.done.is_set():
+            link.act(link.session.close(1000, "end of conversation"))
+
+    def update_config(self, cfg: Config) -> None:
+        """New timeouts apply now; agent settings from the next session."""
+        self._cfg = cfg
+        conv = cfg.conversation
+        self._policy.update_config(conv.reconnect)
+        self._receive_timeout = conv.receive_timeout_s
+        self._buffer.seconds = conv.resume_buffer_s
+        always_on = conv.mode == "always_on"
+        if always_on != self._always_on:
+            self._always_on = always_on
+            self._mic_live = always_on
+            if always_on and not self._wanted:
+                self._wanted = True
+                self._wake.set()
+
+    def set_receive_timeout(self, seconds: float) -> None:
+        self._receive_timeout = max(0.05, float(seconds))
+
+    def set_resume_buffer_s(self, seconds: float) -> None:
+        self._buffer.seconds = max(0.0, float(seconds))
+
+    def quiet(self) -> bool:
+        """Neither side speaking, no tool call pending."""
+        if self._audio.playing:
+            return False
+        if self._mic_live and not self._always_on:
+            return False
+        link = self._link
+        if link is not None:
+            s = link.session
+            if s.in_reply or s.waiting_reply or s.pending_tools:
+                return False
+        return True
+
+    def snapshot(self) -> dict[str, Any]:
+        link = self._link
+        counters = dict(self._counters)
+        counters["resume_dropped"] = self._buffer.dropped
+        age = None
+        conversation_id = None
+        if link is not None:
+            s = link.session
+            conversation_id = s.conversation_id
+            if s.ready_at is not None:
+                age = round(link.now() - s.ready_at, 1)
+            for key, value in (
+                ("malformed", s.malformed),
+                ("unknown", s.unknown),
+                ("stale_audio", s.stale_audio),
+                ("tool_calls", s.tool_calls),
+                ("turns", s.turns),
+            ):
+                counters[key] += value
+        return {
+            "state": str(self._state),
+            "mode": "always_on" if self._always_on else "push_to_talk",
+            "conversation_id": conversation_id,
+            "age_s": age,
+            "last_close": dict(self._last_close),
+            "counters": counters,
+            "turns": counters["turns"],
+            "rollovers": counters["rollovers"],
+            "degraded": self._policy.degraded,
+            "pong_latency": self.pong_latency.summary(),
+            "mic_to_wire": self.mic_to_wire.summary(),
+            "receive_timeout_s": self._receive_timeout,
+            "resume_buffer_s": self._buffer.seconds,
+        }
+
+    # --- sessions ------------------------------------------------------------------------------
+
+    def _set_state(self, state: State, **fields: Any) -> None:
+        if state == self._state and state not in (State.RECONNECTING, State.DEGRADED):
+            return
+        if state == self._state and not fields:
+            return
+        self._state = state
+        try:
+            self._on_state(state, {k: v for k, v in fields.items() if v is not None})
+        except Exception:
+            log.exception("on_state callback failed")
+
+    async def _until_stopped(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await coro, or raise _Stopped as soon as stop() is called."""
+        task = asyncio.ensure_future(coro)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            raise _Stopped
+        return task.result()
+
+    def _settings(self, carry: bool, extra: list[tuple[str, str]] | None = None) -> SessionSettings:
+        cfg = self._cfg
+        a = cfg.agent
+        o = a.overrides
+        first = o.first_message
+        if carry and first is not None:
+            first = ""  # continuing: no greeting (only when the agent allows this override)
+        overrides = messages.build_overrides(
+            first, o.prompt, o.language, o.voice_id, o.max_duration_s
+        )
+        lines = [*self._history, *(extra or [])]
+        context = context_text(lines, cfg.conversation.context_turns) if carry else ""
+        return SessionSettings(
+            overrides=overrides,
+            dynamic_variables=dict(a.dynamic_variables),
+            custom_llm_extra_body=dict(a.custom_llm_extra_body),
+            user_id=a.user_id,
+            metadata_timeout_s=a.metadata_timeout_s,
+            idle_close_s=None if self._always_on else cfg.conversation.idle_close_s,
+            context=context or None,
+        )
+
+    def _start_link(self, ws: Any, settings: SessionSettings) -> SessionLink:
+        loop = asyncio.get_running_loop()
+        session = Session(settings, loop.time())
+        link = SessionLink(
+            ws,
+            session,
+            self._audio,
+            self._tools,
+            receive_timeout_s=lambda: self._receive_timeout,
+            on_ready=self._on_ready,
+            mic_to_wire=self.mic_to_wire,
+            pong_latency=self.pong_latency,
+        )
+        self._counters["sessions"] += 1
+        link.task = asyncio.create_task(link.run())
+        link.task.add_done_callback(self._link_done)
+        return link
+
+    @staticmethod
+    def _link_done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("session I/O failed: %s", exc, exc_info=exc)
+
+    def _on_ready(self, link: SessionLink) -> None:
+        s = link.session
+        event(
+            log,
+            "session.opened",
+            conversation_id=s.conversation_id,
+            input_format=s.input_format.name,
+            output_format=s.output_format.name,
+            carried=bool(s.settings.context),
+        )
+        if link is self._link:
+            if not self._wanted or self._stopping:
+                link.act(s.close(1000, "end of conversation"))
+                return
+            self._activate(link)
+
+    def _activate(self, link: SessionLink) -> None:
+        """This link now carries the mic: flush the resume buffer into it."""
+        self._link = link
+        for chunk, rate in self._buffer.take():
+            link.send_mic(chunk, rate, True)
+        self._set_state(
+            State.SPEAKING if self._audio.playing else State.LISTENING,
+            conversation_id=link.session.conversation_id,
+        )
+
+    async def _close_link(self, link: SessionLink, reason: str) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S + 1.0):
+                await link.close(1000, reason)
+        except TimeoutError:
+            link.ws.transport.abort()
+
+    async def _attempt(self) -> None:
+        """One session from connect to end, then act on how it ended."""
+        degraded = self._policy.degraded
+        retrying = self._policy.attempt > 0
+        if not degraded:
+            self._set_state(
+                State.RECONNECTING if retrying else State.CONNECTING,
+                attempt=self._policy.attempt or None,
+            )
+        settings = self._settings(self._carry)
+        try:
+            ws = await self._until_stopped(open_socket(self._cfg.agent, self._api_key))
+        except ConnectFailure as failure:
+            self._counters["connect_failures"] += 1
+            await self._ended(failure.end, None, None)
+            return
+        link = self._start_link(ws, settings)
+        self._link = link
+        while True:
+            try:
+                await self._until_stopped(link.done.wait())
+            except _Stopped:
+                await self._close_link(link, "shutdown")
+                raise
+            nxt = self._successor.pop(link, None)
+            if nxt is None:
+                break
+            self._log_closed(link, SessionEnd(EndClass.NORMAL, "rolled over to a new session"))
+            self._absorb(link, history=False)
+            link = nxt
+        if self._link is link:
+            self._link = None
+        end = classify_end(**link.session.end_fields())
+        self._absorb(link, history=True)
+        await self._ended(end, link.session.lifetime_s(), link)
+
+    def _absorb(self, link: SessionLink, history: bool) -> None:
+        s = link.session
+        self._rollover_tried.discard(link)
+        for key, value in (
+            ("malformed", s.malformed),
+            ("unknown", s.unknown),
+            ("stale_audio", s.stale_audio),
+            ("tool_calls", s.tool_calls),
+            ("turns", s.turns),
+        ):
+            self._counters[key] += value
+        if history:
+            self._history.extend(s.transcript)
+
+    def _log_closed(self, link: SessionLink, end: SessionEnd) -> None:
+        s = link.session
+        lifetime = s.lifetime_s()
+        self._last_close = {
+            "code": s.close_code,
+            "reason": s.close_reason,
+            "class": str(end.end_class),
+            "why": end.reason,
+            "conversation_id": s.conversation_id,
+        }
+        level = (
+            logging.INFO
+            if end.end_class in (EndClass.NORMAL, EndClass.DURATION_CAP)
+            else logging.WARNING
+        )
+        event(
+            log,
+            "session.closed",
+            level,
+            conversation_id=s.conversation_id,
+            close_code=s.close_code if s.close_code is not None else 1006,
+            close_reason=s.close_reason,
+            **_cls(end),
+            reason=end.reason,
+            lifetime_s=round(lifetime, 2) if lifetime is not None else None,
+            turns=s.turns,
+        )
+
+    async def _ended(
+        self, end: SessionEnd, lifetime: float | None, link: SessionLink | None
+    ) -> None:
+        if link is not None:
+            self._log_closed(link, end)
+        else:
+            self._last_close = {
+                "code": None,
+                "reason": "",
+                "class": str(end.end_class),
+                "why": end.reason,
+                "conversation_id": None,
+            }
+            event(
+                log,
+                "connect.failed",
+                logging.WARNING,
+                **_cls(end),
+                reason=end.reason,
+            )
+        was_degraded = self._policy.degraded
+        decision = self._policy.session_ended(end, lifetime)
+        if self._stopping:
+            return
+        local = link is not None and link.session.local_close
+        if decision.degraded:
+            self._carry = False
+            if not was_degraded:
+                self._counters["degraded"] += 1
+                event(
+                    log,
+                    "session.degraded",
+                    logging.ERROR,
+                    cause=decision.reason,
+                    retry_s=round(decision.delay_s, 1),
+                )
+            self._set_state(
+                State.DEGRADED, reason=decision.reason, delay_s=round(decision.delay_s, 2)
+            )
+            await self._sleep(decision.delay_s)
+            return
+        if end.end_class is EndClass.DURATION_CAP:
+            self._counters["duration_caps"] += 1
+            self._carry = True
+            event(log, "reconnect.scheduled", attempt=0, delay_s=0, **_cls(end))
+            return
+        if end.end_class is EndClass.NORMAL:
+            self._carry = False
+            self._history.clear()
+            if not self._always_on:  # push_to_talk: idle until the next press
+                self._wanted = False
+                self._mic_live = False
+                self._buffer.clear()
+            if link is not None and not local:
+                await self._drain()  # the agent's goodbye plays out before we go idle
+            if decision.delay_s > 0:
+                await self._sleep(decision.delay_s)
+            return
+        # TRANSIENT: back off, then continue the conversation in a new session.
+        self._carry = bool(self._history) or self._carry
+        self._counters["reconnects"] += 1
+        event(
+            log,
+            "reconnect.scheduled",
+            attempt=decision.attempt,
+            delay_s=round(decision.delay_s, 3),
+            **_cls(end),
+        )
+        self._set_state(
+            State.RECONNECTING,
+            attempt=decision.attempt,
+            delay_s=round(decision.delay_s, 3),
+            reason=end.reason,
+        )
+        await self._sleep(decision.delay_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait, cut short by stop() or end_conversation()."""
+        if seconds <= 0:
+            return
+        self._interrupt.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._interrupt.wait()
+        except TimeoutError:
+            pass
+
+    async def _drain(self) -> None:
+        self._set_state(State.SPEAKING if self._audio.playing else self._state)
+        try:
+            await self._until_stopped(self._audio.drain(DRAIN_MAX_S))
+        except _Stopped:
+            raise
+        except Exception:
+            log.exception("drain failed")
+
+    # --- background: speaking state and rollover -----------------------------------------------
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_S)
+            link = self._link
+            if link is None or not link.session.ready or link.done.is_set():
+                continue
+            if self._state in (State.LISTENING, State.SPEAKING):
+                playing = self._audio.playing
+                self._set_state(
+                    State.SPEAKING if playing else State.LISTENING,
+                    conversation_id=link.session.conversation_id,
+                )
+            self._maybe_rollover(link)
+
+    def _cap_s(self) -> float:
+        o = self._cfg.agent.overrides.max_duration_s
+        return float(o if o else self._cfg.conversation.max_duration_s)
+
+    def _maybe_rollover(self, link: SessionLink) -> None:
+        conv = self._cfg.conversation
+        if not conv.rollover or link in self._rollover_tried or self._rollover_task is not None:
+            return
+        ready_at = link.session.ready_at
+        if ready_at is None or self._stopping:
+            return
+        if link.now() - ready_at < self._cap_s() - conv.rollover_margin_s or not self.quiet():
+            return
+        self._rollover_tried.add(link)
+        self._rollover_task = asyncio.create_task(self._rollover(link))
+
+    async def _rollover(self, old: SessionLink) -> None:
+        """Open the next session, move the mic to it, then close the old one with 1000."""
+        try:
+            settings = self._settings(carry=True, extra=list(old.session.transcript))
+            try:
+                ws = await open_socket(self._cfg.agent, self._api_key)
+            except ConnectFailure as failure:
+                event(log, "rollover.failed", logging.WARNING, reason=failure.end.reason)
+                return
+            new = self._start_link(ws, settings)
+            timeout = self._cfg.agent.metadata_timeout_s
+            try:
+                async with asyncio.timeout(timeout):
+                    await new.ready.wait()
+            except TimeoutError:
+                pass
+            if (
+                not new.ready.is_set()
+                or new.done.is_set()
+                or old.done.is_set()
+                or self._link is not old
+                or self._stopping
+            ):
+                event(
+                    log,
+                    "rollover.failed",
+                    logging.WARNING,
+                    reason="new session not ready" if not new.ready.is_set() else "superseded",
+                )
+                await self._close_link(new, "rollover abandoned")
+                return
+            self._successor[old] = new
+            self._history.extend(old.session.transcript)
+            self._counters["rollovers"] += 1
+            event(
+                log,
+                "session.rollover",
+                old=old.session.conversation_id,
+                new=new.session.conversation_id,
+            )
+            self._activate(new)
+            await self._close_link(old, "rollover")
+        finally:
+            self._rollover_task = None
