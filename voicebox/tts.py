@@ -15,6 +15,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import logging
 import re
 import sys
 import wave
@@ -27,7 +28,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from voicebox.audio.formats import AudioFormat
 from voicebox.config import EX_CONFIG, Config, ConfigError, Secret, TtsConfig
-from voicebox.logs import register_secret
+from voicebox.logs import event, register_secret
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 16 * 2**20
 TTS_PCM_RATES = (8000, 16000, 22050, 24000, 44100)
@@ -132,6 +135,7 @@ async def synthesize(
 
 async def _exchange(url: str, headers: dict[str, str], outgoing: list[dict[str, Any]]) -> bytes:
     audio = bytearray()
+    frames = aligned = 0
     async with connect(
         url, additional_headers=headers, max_size=MAX_MESSAGE, close_timeout=2, compression=None
     ) as ws:
@@ -146,8 +150,10 @@ async def _exchange(url: str, headers: dict[str, str], outgoing: list[dict[str, 
                 if "message" in frame or "error" in frame:
                     text = str(frame.get("message") or frame.get("error"))
                     raise TtsError(text, frame.get("code") or frame.get("error"))
+                frames += 1
                 if frame.get("audio"):
                     audio += _decode_audio(frame["audio"])
+                aligned += _aligned_chars(frame)
                 if frame.get("isFinal"):
                     break
         except ConnectionClosed as exc:
@@ -157,7 +163,16 @@ async def _exchange(url: str, headers: dict[str, str], outgoing: list[dict[str, 
             raise TtsError(close.reason or f"closed with code {close.code}", close.code) from None
     if not audio:
         raise TtsError("the service returned no audio")
+    event(log, "tts.synthesised", logging.DEBUG, frames=frames, audio_bytes=len(audio),
+          aligned_chars=aligned)  # fmt: skip
     return bytes(audio)
+
+
+def _aligned_chars(frame: dict[str, Any]) -> int:
+    """Characters covered by a frame's alignment (normalizedAlignment preferred; may be null)."""
+    alignment = frame.get("normalizedAlignment") or frame.get("alignment")
+    chars = alignment.get("chars") if isinstance(alignment, dict) else None
+    return len(chars) if isinstance(chars, list) else 0
 
 
 def _parse_frame(raw: str | bytes) -> dict[str, Any]:

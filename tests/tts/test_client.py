@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -25,10 +26,13 @@ def expected_audio(text: str, rate: int) -> bytes:
 
 
 @pytest.mark.asyncio
-async def test_message_sequence_and_audio(sim: Sim) -> None:
+async def test_message_sequence_and_audio(sim: Sim, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="voicebox")
     text = "Hello there. How are you today?"
     audio = await synthesize(text, TTS, sim.base, Secret(KEY), "pcm_22050")
     assert audio == expected_audio(text, 22050)
+    (done,) = [r.getMessage() for r in caplog.records if "tts.synthesised" in r.getMessage()]
+    assert f"aligned_chars={len(text.replace(' ', ''))}" in done
     (req,) = sim.tts_requests
     assert req.key_sent and req.close_code == 1000 and req.error is None
     assert req.voice_id == TTS.voice_id
