@@ -50,6 +50,7 @@ EVENTS = ("ready", "reconnecting", "degraded", "back_online", "rollover")
 MAGIC = b"VBTTS01\n"
 HEADER = struct.Struct("<8sIQI")  # magic, sample rate, PCM byte length, CRC-32 of the PCM
 WAIT_LIMIT_S = 60.0
+WAIT_POLL_S = 0.05
 OFFLINE_HOLD_S = 60.0
 DRAIN_MARGIN_S = 5.0
 
@@ -229,11 +230,10 @@ class Announcer:
                 self._audio.interrupt()
             return True
         deadline = time.monotonic() + WAIT_LIMIT_S
-        while self._audio.playing:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        while self._audio.playing:  # polled: drain() would end the agent's reply early
+            if time.monotonic() >= deadline:
                 return False
-            await self._audio.drain(min(remaining, 1.0))
+            await asyncio.sleep(WAIT_POLL_S)
         return True
 
     def _play(self, pcm: bytes, rate: int) -> None:
