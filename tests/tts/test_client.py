@@ -212,3 +212,17 @@ async def test_rejection_at_connect_keeps_the_service_message(sim: Sim) -> None:
     with pytest.raises(TtsError) as info:
         await synthesize("Ready.", bad, sim.base, Secret(KEY), "pcm_16000")
     assert info.value.message == "model_id is required" and info.value.code == 1008
+
+
+@pytest.mark.asyncio
+async def test_through_the_simulators_own_server() -> None:
+    from voicebox.simulator.server import SimConfig, Simulator
+
+    async with Simulator(SimConfig(api_key=KEY)) as simulator:
+        audio = await synthesize("Back online.", TTS, simulator.url, Secret(KEY), "pcm_16000")
+        with pytest.raises(TtsError, match="Invalid API key"):
+            await synthesize(
+                "Back online.", TTS, simulator.url, Secret("sk_nope_1234"), "pcm_16000"
+            )
+    assert audio == expected_audio("Back online.", 16000)
+    assert [r.close_code for r in simulator.tts_requests] == [1000, 1008]
