@@ -31,6 +31,9 @@ from voicebox.config import EX_CONFIG, Config, ConfigError, Secret, TtsConfig
 from voicebox.logs import event, register_secret
 
 log = logging.getLogger(__name__)
+# websockets logs every handshake header (the key among them) at DEBUG: never below INFO here.
+_socket_log = logging.getLogger("voicebox.tts.socket")
+_socket_log.setLevel(logging.INFO)
 
 MAX_MESSAGE = 16 * 2**20
 TTS_PCM_RATES = (8000, 16000, 22050, 24000, 44100)
@@ -137,7 +140,12 @@ async def _exchange(url: str, headers: dict[str, str], outgoing: list[dict[str, 
     audio = bytearray()
     frames = aligned = 0
     async with connect(
-        url, additional_headers=headers, max_size=MAX_MESSAGE, close_timeout=2, compression=None
+        url,
+        additional_headers=headers,
+        max_size=MAX_MESSAGE,
+        close_timeout=2,
+        compression=None,
+        logger=_socket_log,
     ) as ws:
         try:
             for outgoing_message in outgoing:

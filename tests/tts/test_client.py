@@ -226,3 +226,14 @@ async def test_through_the_simulators_own_server() -> None:
             )
     assert audio == expected_audio("Back online.", 16000)
     assert [r.close_code for r in simulator.tts_requests] == [1000, 1008]
+
+
+@pytest.mark.asyncio
+async def test_key_stays_out_of_debug_logs(sim: Sim, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    await synthesize("Ready.", TTS, sim.base, Secret(KEY), "pcm_16000")
+    with pytest.raises(TtsError):
+        await synthesize("Ready.", TTS, sim.base, Secret(KEY + "x"), "pcm_16000")
+    ours = [r for r in caplog.records if not r.name.startswith("websockets.server")]
+    assert any(r.name == "voicebox.tts" for r in ours)
+    assert all(KEY not in r.getMessage() for r in ours)
