@@ -208,3 +208,15 @@ async def test_wait_rule_drops_rather_than_talks_over_a_long_reply(
     await announcer.announce("back_online")
     assert "play" not in port.names() and not announcer.busy()
     assert any(r.getMessage().startswith("announcement.dropped") for r in caplog.records)
+
+
+@pytest.mark.asyncio
+async def test_non_pcm_synthesis_format_falls_back_to_the_tone(
+    sim: Sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = make_config(tmp_path, sim.base, **{"tts.output_format": "ulaw_8000"})
+    port = RecordingPort()
+    await Announcer(cfg, port, Secret(KEY)).announce("degraded")
+    assert port.played() == tone("degraded", 16000) and sim.tts_requests == []
+    assert sources(caplog) == ["tone"]
+    assert (await prefetch(cfg, Secret(KEY)))["Ready."].startswith("failed: tts.output_format")

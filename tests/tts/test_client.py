@@ -237,3 +237,11 @@ async def test_key_stays_out_of_debug_logs(sim: Sim, caplog: pytest.LogCaptureFi
     ours = [r for r in caplog.records if not r.name.startswith("websockets.server")]
     assert any(r.name == "voicebox.tts" for r in ours)
     assert all(KEY not in r.getMessage() for r in ours)
+
+
+@pytest.mark.asyncio
+async def test_sim_closes_an_idle_socket_after_the_inactivity_timeout(sim: Sim) -> None:
+    frames, code = await raw_exchange(
+        ws_url(sim, "model_id=m&output_format=pcm_16000&inactivity_timeout=1"), [{"text": " "}]
+    )
+    assert code == 1008 and frames[-1]["error"] == "input_timeout_exceeded"
