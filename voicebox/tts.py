@@ -126,7 +126,7 @@ async def synthesize(
     headers = {"xi-api-key": api_key.reveal()} if api_key else {}
     try:
         async with asyncio.timeout(cfg.timeout_s):
-            return await _exchange(url, headers, messages(text, cfg))
+            audio = await _exchange(url, headers, messages(text, cfg))
     except TimeoutError:
         raise TtsError(f"no complete answer within {cfg.timeout_s:g} s") from None
     except InvalidStatus as exc:
@@ -134,6 +134,9 @@ async def synthesize(
         raise TtsError(f"handshake refused with HTTP {status}", status) from None
     except (OSError, WebSocketException) as exc:
         raise TtsError(f"cannot reach {urlsplit(url).netloc}: {exc}") from None
+    if output_format.startswith("pcm_") and len(audio) % 2:
+        audio = audio[:-1]  # never hand on half a sample
+    return audio
 
 
 async def _exchange(url: str, headers: dict[str, str], outgoing: list[dict[str, Any]]) -> bytes:

@@ -165,6 +165,7 @@ async def test_final_frame_ends_the_read_and_falsy_final_does_not() -> None:
 
     async def handler(ws: ServerConnection) -> None:
         await ws.recv()
+        await ws.send(json.dumps({"audio": base64.b64encode(b"\x01").decode()}))  # half a sample
         for final in (None, False, 0):
             await ws.send(json.dumps({"audio": base64.b64encode(pcm).decode(), "isFinal": final}))
         await ws.send(json.dumps({"audio": "", "isFinal": True}))
@@ -173,7 +174,7 @@ async def test_final_frame_ends_the_read_and_falsy_final_does_not() -> None:
     async with serve(handler, "127.0.0.1", 0) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         audio = await synthesize("Ok.", TTS, f"http://127.0.0.1:{port}", Secret(KEY), "pcm_16000")
-    assert audio == pcm * 3
+    assert audio == (b"\x01" + pcm * 3)[:-1]  # whole samples only
 
 
 @pytest.mark.asyncio
