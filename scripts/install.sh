@@ -152,8 +152,17 @@ if [ ! -x "$VENV/bin/python" ]; then
         "$PY" -m venv --system-site-packages "$VENV"
     fi
 fi
-# pip only inside the venv, never system-wide; --upgrade makes a re-run an upgrade
-sys "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "$SRC"
+# pip only inside the venv, never system-wide; --upgrade makes a re-run an upgrade. A real install
+# builds from a copy, so the checkout gets no root-owned build/ or egg-info.
+if [ -n "$ROOT" ]; then
+    sys "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "$SRC"
+else
+    stage=$(mktemp -d)
+    trap 'rm -rf "$stage"' EXIT
+    cp -r "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/voicebox" "$stage/"
+    find "$stage" -name __pycache__ -prune -exec rm -rf {} +
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "$stage"
+fi
 sys "$VENV/bin/python" -m compileall -q "$VENV/lib"
 install -m 0644 "$SRC/README.md" "$APP/README.md"
 chmod 0755 "$APP"
@@ -204,10 +213,22 @@ chmod 0644 "$UNIT.tmp"
 mv -f "$UNIT.tmp" "$UNIT"
 say "installed /etc/systemd/system/voicebox.service"
 
+agent_set() {
+    "$VENV/bin/python" - "$ETC/config.yaml" <<'PY' 2>/dev/null
+import sys, yaml
+cfg = yaml.safe_load(open(sys.argv[1], encoding="utf-8")) or {}
+sys.exit(0 if (cfg.get("agent") or {}).get("agent_id") else 1)
+PY
+}
+
 if systemd_running; then
     systemctl daemon-reload
     systemctl enable voicebox.service
-    if [ $START -eq 1 ]; then
+    if [ $START -eq 0 ]; then
+        :
+    elif ! agent_set; then
+        say "not starting yet: set agent.agent_id in /etc/voicebox/config.yaml, then: systemctl start voicebox"
+    else
         # restart, not start: a re-run is an upgrade and must load the new code
         systemctl restart voicebox.service || warn "voicebox did not start: journalctl -u voicebox -b"
     fi

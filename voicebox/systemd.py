@@ -23,7 +23,11 @@ except ImportError:  # pragma: no cover - systemd-python is a dependency; keep r
 
 
 class Notifier:
-    """Sends sd_notify(3) messages to the service manager, if there is one."""
+    """Sends sd_notify(3) messages to the service manager, if there is one.
+
+    `environ` is where NOTIFY_SOCKET and WATCHDOG_USEC/WATCHDOG_PID are read (default os.environ);
+    libsystemd itself sends to the process's $NOTIFY_SOCKET.
+    """
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._env: Mapping[str, str] = os.environ if environ is None else environ
