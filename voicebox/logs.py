@@ -40,7 +40,7 @@ def _fmt(value: Any) -> str:
     return text
 
 
-def event(log: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
+def event(log: logging.Logger, name: str, /, level: int = logging.INFO, **fields: Any) -> None:
     """Log one event: its name then key=value pairs; keys become upper-case journald fields."""
     if not log.isEnabledFor(level):
         return

@@ -241,6 +241,10 @@ class AudioEngine:
         if self._capture is not None:
             self._capture.set_rate(fmt.rate)
 
+    @property
+    def output_format(self) -> AudioFormat:
+        return self._output_format
+
     def set_output_format(self, fmt: AudioFormat) -> None:
         self._output_format = fmt
         if self._playback is not None:

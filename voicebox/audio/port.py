@@ -47,6 +47,11 @@ class AudioPort(Protocol):
         """Format of the chunks passed to on_chunk (always PCM; the rate follows the session)."""
         ...
 
+    @property
+    def output_format(self) -> AudioFormat:
+        """The format `play` bytes are decoded as (set by the session)."""
+        ...
+
     async def start(self, on_chunk: OnChunk) -> None:
         """Open the streams (once; kept open) and deliver mic chunks to on_chunk on the loop."""
         ...
