@@ -102,6 +102,10 @@ def parse_fault(spec: str) -> Fault:
     if len(parts) < 2:
         raise FaultError(f"fault {spec!r}: expected N:KIND[:ARG], e.g. 2:close:1012")
     who, kind, args = parts[0], parts[1], parts[2:]
+    if who in KINDS:
+        raise FaultError(
+            f"fault {spec!r}: missing the connection; expected N:KIND[:ARG], e.g. 1:{spec}"
+        )
     connection = None if who == "all" else _int(spec, "connection number", who, 1, 1_000_000)
     if kind not in KINDS:
         raise FaultError(f"fault {spec!r}: unknown kind {kind!r} (one of {', '.join(KINDS)})")

@@ -601,6 +601,7 @@ class Simulator:
         AudioFormat.parse(self.config.input_format)
         self.connections: list[SimConnection] = []
         self.signed_urls_issued = 0
+        self.tts_requests: list[Any] = []  # voicebox.simulator.tts.TtsRequest records
         self.stopping = asyncio.Event()
         self.port = 0
         self._faults: list[Fault] = list(self.config.faults)
@@ -643,6 +644,10 @@ class Simulator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    @property
+    def api_key(self) -> str | None:
+        return self.config.api_key
 
     @property
     def url(self) -> str:
