@@ -1,0 +1,411 @@
+"""`voicebox run`: wires audio, the conversation supervisor, GPIO, monitor, status and systemd.
+
+Lifecycle: config → audio → GPIO → status → READY=1 (never waiting for the cloud); SIGHUP reloads
+(an invalid file keeps the old config); SIGTERM stops within a few seconds and exits 0. The one
+`State` drives the LED, STATUS= and the status socket; every transition is one log event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import faulthandler
+import logging
+import signal
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from voicebox import __version__, config, logs
+from voicebox.announcements import Announcer
+from voicebox.audio.devices import AudioDeviceError
+from voicebox.audio.engine import AudioEngine
+from voicebox.config import EX_CONFIG, Config, ConfigError, Secret
+from voicebox.convai.supervisor import Supervisor
+from voicebox.convai.tools import builtin_tools
+from voicebox.gpio import ButtonAction, PushButton, StatusLed, StdinButton, open_gpio
+from voicebox.monitor import Monitor, Sample, detect_environment, health_line_fields
+from voicebox.state import State
+from voicebox.status import MetricsFile, StatusServer, write_metrics_periodically
+from voicebox.systemd import Notifier, feed_watchdog
+from voicebox.tuning import Tuner, TuningChange
+
+log = logging.getLogger("voicebox.daemon")
+
+EX_UNAVAILABLE = 69  # a configured audio device is missing: systemd retries after RestartSec
+STOP_TIMEOUT_S = 5.0
+
+# Announcements spoken on state changes: (previous state group, new state) -> event.
+_TROUBLE = {State.RECONNECTING, State.DEGRADED}
+
+
+class Daemon:
+    """One running voicebox: owns the parts and the state they are driven by."""
+
+    def __init__(
+        self, cfg: Config, config_path: Path, api_key: Secret | None, simulate_button: bool
+    ) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.api_key = api_key
+        self.simulate_button = simulate_button
+        self.state = State.IDLE
+        self.state_fields: dict[str, Any] = {}
+        self.started = time.monotonic()
+        self.notifier = Notifier()
+        self.audio = AudioEngine(cfg.audio)
+        self.env = detect_environment()
+        self.tuner = Tuner(cfg, self.env)
+        self.monitor = Monitor(cfg.monitor)
+        self.tools = builtin_tools(self.audio, status=self.snapshot)
+        self.supervisor = Supervisor(cfg, self.audio, api_key, self.tools, self._on_state)
+        self.announcer = Announcer(cfg, self.audio, api_key)
+        self.button: PushButton | StdinButton | None = None
+        self.led: StatusLed | None = None
+        self.status_server: StatusServer | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._supervisor_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._announcement: asyncio.Task[None] | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        logs.event(
+            log,
+            "daemon.starting",
+            version=__version__,
+            config=str(self.config_path),
+            board=self.env.board,
+            profile=self.env.profile,
+            mode=self.cfg.conversation.mode,
+        )
+        try:
+            await self.audio.start(self.supervisor.on_mic_chunk)
+        except AudioDeviceError as exc:
+            logs.event(log, "audio.unavailable", logging.ERROR, error=str(exc))
+            return EX_UNAVAILABLE
+        self._open_gpio(loop)
+        await self._open_status()
+        self._apply_tuning(self._initial_tuning())
+        self._supervisor_task = asyncio.create_task(self.supervisor.run(), name="supervisor")
+        self._tasks = [
+            self._supervisor_task,
+            asyncio.create_task(self.monitor.run(self._on_sample), name="monitor"),
+        ]
+        interval = self.notifier.watchdog_interval_s
+        if interval:
+            self._tasks.append(
+                asyncio.create_task(
+                    feed_watchdog(self.notifier, self._healthy, interval), name="watchdog"
+                )
+            )
+        if self.cfg.monitor.health_interval_s > 0:
+            self._tasks.append(asyncio.create_task(self._health_lines(), name="health"))
+        if self.cfg.monitor.metrics_path:
+            metrics = MetricsFile(Path(self.cfg.monitor.metrics_path))
+            self._tasks.append(
+                asyncio.create_task(
+                    write_metrics_periodically(
+                        metrics, self.snapshot, self.cfg.monitor.metrics_interval_s
+                    ),
+                    name="metrics",
+                )
+            )
+        self.notifier.ready(self._status_text())
+        logs.event(log, "daemon.ready", state=self.state)
+        self._announce("ready")
+        stopped = asyncio.create_task(self._stop.wait())
+        await asyncio.wait([stopped, self._supervisor_task], return_when=asyncio.FIRST_COMPLETED)
+        crashed = self._supervisor_task.done() and not self._stop.is_set()
+        await self.shutdown()
+        if crashed:
+            error = self._supervisor_task.exception()
+            logs.event(log, "daemon.supervisor_died", logging.CRITICAL, error=repr(error))
+            return 1
+        return 0
+
+    async def shutdown(self) -> None:
+        self._set_state(State.STOPPING, {})
+        self.notifier.stopping()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await self.supervisor.stop()
+        for task in [*self._tasks, *self._background]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await self.audio.stop()
+        if self.led is not None:
+            self.led.close()
+        if self.button is not None:
+            self.button.close()
+        if self.status_server is not None:
+            await self.status_server.stop()
+        logs.event(log, "daemon.stopped", uptime_s=round(time.monotonic() - self.started, 1))
+
+    async def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            new = config.load(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                logs.event(log, "config.reload_refused", logging.ERROR, problem=problem)
+            self.notifier.ready(self._status_text())
+            return
+        self.cfg = new
+        logging.getLogger().setLevel(new.logging.level.upper())
+        self.supervisor.update_config(new)
+        self.announcer.update_config(new)
+        self.audio.set_volume(new.audio.output.volume)
+        self._apply_gpio(new)
+        self.tuner = Tuner(new, self.env)
+        self._apply_tuning(self._initial_tuning())
+        logs.event(log, "config.reloaded", config=str(self.config_path))
+        self.notifier.ready(self._status_text())
+
+    # --- parts ---------------------------------------------------------------------------
+
+    def _open_gpio(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.simulate_button:
+            self.button = StdinButton(loop, self._on_button)
+            logs.event(log, "gpio.simulated", source="stdin")
+            return
+        self.button, self.led = open_gpio(self.cfg.gpio, loop, self._on_button)
+        if self.led is not None:
+            self.led.show(self.state)
+
+    def _apply_gpio(self, new: Config) -> None:
+        """Reload: reconfigure the button and LED, open ones that are new, close removed ones."""
+        if isinstance(self.button, PushButton):
+            if new.gpio.button.pin is None:
+                self.button.close()
+                self.button = None
+            else:
+                self.button.reconfigure(new.gpio.button)
+        if self.led is not None:
+            if new.gpio.led.pin is None:
+                self.led.close()
+                self.led = None
+            else:
+                self.led.reconfigure(new.gpio.led)
+        missing = new.gpio
+        if self.button is not None:
+            missing = config.with_changes(missing, **{"button.pin": None})
+        if self.led is not None:
+            missing = config.with_changes(missing, **{"led.pin": None})
+        if missing.button.pin is not None or missing.led.pin is not None:
+            button, led = open_gpio(missing, asyncio.get_running_loop(), self._on_button)
+            self.button = self.button or button
+            self.led = self.led or led
+        if self.led is not None:
+            self.led.show(self.state)
+
+    async def _open_status(self) -> None:
+        path = Path(self.cfg.paths.runtime_dir) / "status.sock"
+        server = StatusServer(path, self.snapshot)
+        try:
+            await server.start()
+        except OSError as exc:
+            logs.event(log, "status.unavailable", logging.WARNING, path=str(path), error=str(exc))
+            return
+        self.status_server = server
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- events --------------------------------------------------------------------------
+
+    def _on_button(self, action: ButtonAction) -> None:
+        logs.event(log, "button", action=action.name.lower(), state=self.state)
+        if action is ButtonAction.TALK_START:
+            self.supervisor.press()
+        elif action is ButtonAction.TALK_STOP:
+            self.supervisor.release()
+        elif action is ButtonAction.END_CONVERSATION:
+            self.supervisor.end_conversation()
+
+    def _on_state(self, state: State, fields: dict[str, Any]) -> None:
+        if state is self.state and fields == self.state_fields:
+            return
+        previous = self.state
+        self._set_state(state, fields)
+        if self.state is State.STOPPING:
+            return
+        if state is State.RECONNECTING and previous not in _TROUBLE:
+            self._announce("reconnecting")
+        elif state is State.DEGRADED and previous is not State.DEGRADED:
+            self._announce("degraded")
+        elif state in (State.LISTENING, State.SPEAKING, State.IDLE) and previous in _TROUBLE:
+            self._announce("back_online")
+        if fields.get("reason") == "rollover":
+            self._announce("rollover")
+
+    def _announce(self, event: str) -> None:
+        """Speak an announcement; one still waiting for its turn is stale now and is dropped."""
+        if self._announcement is not None and not self._announcement.done():
+            self._announcement.cancel()
+        self._announcement = asyncio.create_task(self.announcer.announce(event))
+        self._background.add(self._announcement)
+        self._announcement.add_done_callback(self._background.discard)
+
+    def _set_state(self, state: State, fields: dict[str, Any]) -> None:
+        self.state = state
+        self.state_fields = dict(fields)
+        logs.event(log, "state", state=state, **fields)
+        if self.led is not None:
+            self.led.show(state)
+        self.notifier.status(self._status_text())
+
+    def _on_sample(self, sample: Sample) -> None:
+        changes = self.tuner.update(
+            time.monotonic(),
+            sample,
+            self.audio.stats(),
+            self.supervisor.snapshot().get("pong_ms_p50"),
+            between_replies=self.supervisor.quiet(),
+        )
+        self._apply_tuning(changes)
+
+    def _initial_tuning(self) -> list[TuningChange]:
+        t = self.tuner.current
+        return [
+            TuningChange("prebuffer_ms", None, t.prebuffer_ms, "initial", False),
+            TuningChange("receive_timeout_s", None, t.receive_timeout_s, "initial", False),
+            TuningChange("resume_buffer_s", None, t.resume_buffer_s, "initial", False),
+        ]
+
+    def _apply_tuning(self, changes: list[TuningChange]) -> None:
+        for change in changes:
+            if change.name == "prebuffer_ms":
+                self.audio.set_prebuffer_ms(int(change.new))
+            elif change.name == "ring_ms":
+                self.audio.set_ring_ms(int(change.new))
+            elif change.name == "chunk_ms":
+                self.audio.set_chunk_ms(int(change.new))
+            elif change.name == "receive_timeout_s":
+                self.supervisor.set_receive_timeout(float(change.new))
+            elif change.name == "resume_buffer_s":
+                self.supervisor.set_resume_buffer_s(float(change.new))
+            else:
+                continue
+            if change.reason != "initial":
+                logs.event(
+                    log,
+                    "tuning.changed",
+                    name=change.name,
+                    old=change.old,
+                    new=change.new,
+                    reason=change.reason,
+                )
+
+    async def _health_lines(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.monitor.health_interval_s)
+            sample = self.monitor.latest()
+            if sample is None:
+                continue
+            counters = {**self.supervisor.snapshot().get("counters", {})}
+            stats = self.audio.stats()
+            counters.update(
+                underruns=stats.underruns,
+                overflows=stats.input_overflows,
+                dropped_audio=stats.dropped_chunks,
+            )
+            logs.event(log, "health", state=self.state, **health_line_fields(sample, counters))
+
+    # --- health and status ---------------------------------------------------------------
+
+    def _healthy(self) -> bool:
+        task = self._supervisor_task
+        return task is not None and not task.done() and self.audio.alive()
+
+    def _status_text(self) -> str:
+        parts = [str(self.state)]
+        cid = self.state_fields.get("conversation_id")
+        if cid:
+            parts.append(f"conv={cid}")
+        reason = self.state_fields.get("reason")
+        if reason and self.state in _TROUBLE:
+            parts.append(f"reason={reason}")
+        delay = self.state_fields.get("delay_s")
+        if delay is not None and self.state in _TROUBLE:
+            parts.append(f"retry in {float(delay):.0f}s")
+        sample = self.monitor.latest()
+        if sample is not None:
+            parts.append(f"cpu={sample.cpu_percent:.0f}%")
+            if sample.temp_c is not None:
+                parts.append(f"temp={sample.temp_c:.0f}C")
+        return " ".join(parts)
+
+    def snapshot(self) -> dict[str, Any]:
+        sup = self.supervisor.snapshot()
+        stats = self.audio.stats()
+        t = self.tuner.current
+        return {
+            "version": __version__,
+            "state": str(self.state),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "conversation": {
+                "id": sup.get("conversation_id"),
+                "age_s": sup.get("age_s"),
+                "turns": sup.get("turns"),
+            },
+            "last_close": sup.get("last_close"),
+            "counters": sup.get("counters", {}),
+            "audio": dataclasses.asdict(stats),
+            "monitor": self.monitor.snapshot(),
+            "tuning": dataclasses.asdict(t) | {"adaptive": self.cfg.tuning.adaptive},
+            "environment": {
+                "board": self.env.board,
+                "cores": self.env.cores,
+                "ram_mb": self.env.ram_mb,
+                "profile": self.env.profile,
+            },
+        }
+
+
+def _check_startable(cfg: Config, api_key: Secret | None) -> list[str]:
+    problems = []
+    if not cfg.agent.agent_id:
+        problems.append("agent.agent_id: required to run (the id of your ElevenLabs agent)")
+    if cfg.agent.requires_auth and api_key is None:
+        problems.append(
+            "agent.requires_auth is true but no API key was found: set the systemd credential "
+            f"'{config.CREDENTIAL_NAME}', ${config.API_KEY_ENV}, or agent.api_key_file"
+        )
+    return problems
+
+
+def main_run(args: argparse.Namespace) -> int:
+    logs.setup("info")
+    path = Path(args.config)
+    try:
+        cfg = config.load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            logs.event(log, "config.invalid", logging.ERROR, problem=problem)
+        return EX_CONFIG
+    logs.setup(cfg.logging.level)
+    api_key = config.load_api_key(cfg)
+    if api_key is not None:
+        logs.register_secret(api_key.reveal())
+    problems = _check_startable(cfg, api_key)
+    if problems:
+        for problem in problems:
+            logs.event(log, "config.invalid", logging.ERROR, problem=problem)
+        return EX_CONFIG
+    faulthandler.enable()  # a watchdog SIGABRT dumps every thread's stack into the journal
+    daemon = Daemon(cfg, path, api_key, bool(getattr(args, "simulate_button", False)))
+    return asyncio.run(daemon.run())
