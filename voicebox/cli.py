@@ -46,7 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devices", help="list audio input and output devices")
 
-    p = sub.add_parser("simulate", help="run the local agent simulator")
+    from voicebox.simulator import faults
+
+    p = sub.add_parser(
+        "simulate",
+        help="run the local agent simulator",
+        epilog=f"--fault grammar:\n{faults.GRAMMAR}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--api-key", default=None, help="require this key for signed URLs and TTS")

@@ -66,21 +66,21 @@ def _frame(obj: Any) -> str:
 # -- fuzzing: never raises, only known result types
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.binary() | st.text())
 def test_decode_any_bytes_or_text_never_raises(frame: bytes | str) -> None:
     assert isinstance(m.decode_server(frame), SERVER_RESULT_TYPES)
     assert isinstance(m.decode_client(frame), CLIENT_RESULT_TYPES)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(json_values)
 def test_decode_any_json_never_raises(value: Any) -> None:
     assert isinstance(m.decode_server(_frame(value)), SERVER_RESULT_TYPES)
     assert isinstance(m.decode_client(_frame(value)), CLIENT_RESULT_TYPES)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(known_types, st.text(max_size=12), json_objects, json_objects)
 def test_decode_typed_frames_with_junk_payloads_never_raises(
     kind: str, key: str, payload: dict[str, Any], top: dict[str, Any]
@@ -333,7 +333,7 @@ server_events = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(server_events)
 def test_encode_server_round_trip(event: m.ServerEvent) -> None:
     assert m.decode_server(m.encode_server(event)) == event

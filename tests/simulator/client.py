@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -95,7 +95,7 @@ async def convai(
     agent_id: str = "agent_test",
     auto_pong: bool = True,
     **connect_kwargs: Any,
-):  # type: ignore[no-untyped-def]
+) -> AsyncIterator[RawClient]:
     """Connect to the simulator's convai socket and send the initiation frame."""
     target = url if "?" in url else f"{url}/v1/convai/conversation?agent_id={agent_id}"
     async with connect(target, **connect_kwargs) as ws:

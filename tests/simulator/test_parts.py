@@ -143,3 +143,13 @@ def test_simulate_command_rejects_a_bad_fault_spec() -> None:
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 2
     assert "unknown kind 'explode'" in err and "Traceback" not in err
+
+
+def test_simulate_help_documents_the_fault_grammar(capsys: pytest.CaptureFixture[str]) -> None:
+    from voicebox.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["simulate", "--help"])
+    out = capsys.readouterr().out
+    for kind in ("close:CODE", "http:STATUS", "drop", "silent", "malformed", "quota", "delay"):
+        assert kind in out

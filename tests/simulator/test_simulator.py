@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import urllib.error
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.simulator.client import convai, utterance
 from voicebox.convai import messages as m
@@ -371,3 +372,17 @@ async def test_signed_url_without_key_configured() -> None:
         async with convai(body["signed_url"]) as client:
             await client.wait_event(m.Metadata)
         assert sim.signed_urls_issued == 1
+
+
+@pytest.mark.asyncio
+async def test_tts_path_is_routed_to_the_tts_endpoint() -> None:
+    async with sim_with() as sim:
+        url = f"{sim.ws_url}/v1/text-to-speech/voice_1/stream-input?output_format=nonsense"
+        async with connect(url) as ws:
+            with contextlib.suppress(ConnectionClosed):
+                async for _ in ws:
+                    pass
+            assert ws.close_code == 1008
+            assert ws.close_reason != "tts not available"  # the TTS endpoint itself answered
+        assert len(sim.tts_requests) == 1
+        assert not sim.connections  # not counted as a convai connection

@@ -37,6 +37,9 @@ CLOSE_REASONS = {
 }
 QUOTA_MESSAGE = "This request exceeds your quota limit."
 
+# The part of the module docstring after its first paragraph (shown by `simulate --help`).
+GRAMMAR = (__doc__ or "").split("\n\n", 1)[-1]
+
 
 class FaultError(ValueError):
     """A fault spec that does not parse; the message names the spec and what is wrong."""
