@@ -34,11 +34,11 @@ class PeriodClock:
         self,
         period: float,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.period = period
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep  # None: wait on the stop event
         self._start: float | None = None
         self.ticks = 0  # periods handed out so far
 
@@ -47,7 +47,8 @@ class PeriodClock:
         now = self._clock()
         if self._start is None:
             self._start = now
-        n = min(int((now - self._start) / self.period) + 1 - self.ticks, MAX_CATCH_UP)
+        elapsed = int((now - self._start) / self.period + 1e-6)  # 1e-6: float rounding
+        n = min(elapsed + 1 - self.ticks, MAX_CATCH_UP)
         if n <= 0:
             return 0
         self.ticks += n
@@ -58,7 +59,7 @@ class PeriodClock:
         assert self._start is not None
         delay = self._start + self.ticks * self.period - self._clock()
         if delay > 0:
-            if self._sleep is time.sleep:
+            if self._sleep is None:
                 stop.wait(delay)
             else:
                 self._sleep(delay)
