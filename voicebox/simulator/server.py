@@ -193,8 +193,18 @@ class _Session:
         return task
 
     async def _guard(self, coro: Awaitable[None]) -> None:
-        with contextlib.suppress(ConnectionClosed):
+        try:
             await coro
+        except ConnectionClosed:
+            pass
+        except Exception as exc:  # a simulator bug: say so, keep serving the others
+            logs.event(
+                log,
+                "sim.task_failed",
+                logging.ERROR,
+                conn=self.rec.index,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     def _next_event_id(self) -> int:
         self.event_id += 1
@@ -237,8 +247,9 @@ class _Session:
         except ConnectionClosed:
             pass
         finally:
-            for task in list(self.tasks):
-                task.cancel()
+            for task in [*self.tasks, self.reader]:
+                if task is not None:
+                    task.cancel()
             for fut in self.tool_waiters.values():
                 fut.cancel()
             with contextlib.suppress(Exception):
