@@ -139,7 +139,9 @@ def test_wav_input_of_any_layout_is_mixed_and_resampled(tmp_path: Path) -> None:
     stereo = np.stack([left, left // 2], axis=1)  # channels are averaged
     write_wav(tmp_path / "s.wav", stereo, 44100)
     mono, rate = read_wav_mono(tmp_path / "s.wav")
-    assert rate == 44100 and np.array_equal(mono, ((left.astype(int) + left // 2) / 2).astype(np.int16))
+    assert rate == 44100 and np.array_equal(
+        mono, ((left.astype(int) + left // 2) / 2).astype(np.int16)
+    )
     resampled, rate = read_wav_mono(tmp_path / "s.wav", 16000)
     assert rate == 16000 and abs(len(resampled) - 16000) <= 1
     peak = int(np.argmax(np.abs(np.fft.rfft(resampled[:16000].astype(float)))))

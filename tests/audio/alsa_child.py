@@ -1,0 +1,117 @@
+"""Run in a subprocess with HOME holding an .asoundrc (PortAudio reads ALSA config at import).
+
+Usage: alsa_child.py SCENARIO TMPDIR; prints one JSON line of results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from voicebox.audio.devices import AudioDeviceError
+from voicebox.audio.engine import AudioEngine
+from voicebox.config import AudioConfig, InputConfig, OutputConfig
+
+RATE = 16000
+
+
+def config(**out: object) -> AudioConfig:
+    return AudioConfig(
+        InputConfig(sample_rate=RATE, queue_ms=120_000),
+        OutputConfig(sample_rate=RATE, prebuffer_ms=0, buffer_ms=200_000, **out),  # type: ignore[arg-type]
+    )
+
+
+async def until(cond: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        await asyncio.sleep(0.005)
+
+
+async def capture_playback(tmp: Path) -> dict[str, object]:
+    engine = AudioEngine(config())
+    chunks: list[np.ndarray] = []
+    await engine.start(chunks.append)
+    await until(lambda: len(chunks) * 320 >= 2 * RATE)
+    reply = np.load(tmp / "reply.npy")
+    engine.play(reply.tobytes())
+    drained = await engine.drain(20)
+    stats = engine.stats()
+    await engine.stop()
+    np.save(tmp / "captured.npy", np.concatenate(chunks))
+    return {"drained": drained, "underruns": stats.underruns, "errors": stats.device_errors}
+
+
+async def interrupt(tmp: Path) -> dict[str, object]:
+    engine = AudioEngine(config())
+    await engine.start(lambda c: None)
+    reply = np.load(tmp / "reply.npy")
+    engine.play(reply.tobytes())
+    engine.end_reply()
+    pb = engine._playback
+    assert pb is not None
+    await until(lambda: pb.ring.consumed > 0)
+    engine.interrupt()
+    consumed_at_interrupt = pb.ring.consumed
+    await asyncio.sleep(0.3)
+    playing = engine.playing
+    await engine.stop()
+    return {"consumed": consumed_at_interrupt, "total": len(reply), "playing": playing}
+
+
+async def recover(tmp: Path) -> dict[str, object]:
+    engine = AudioEngine(config())
+    chunks: list[np.ndarray] = []
+    await engine.start(chunks.append)
+    out = engine._output
+    out.stream.abort()  # type: ignore[union-attr]  # the stream dies under us
+    await until(lambda: engine.stats().device_errors == 1)
+    await until(engine.alive)
+    n = len(chunks)
+    await until(lambda: len(chunks) > n + 10)
+    reply = np.load(tmp / "reply.npy")
+    engine.play(reply.tobytes())
+    drained = await engine.drain(20)
+    stats = engine.stats()
+    await engine.stop()
+    return {"drained": drained, "errors": stats.device_errors, "alive_after": True}
+
+
+async def bad_device(tmp: Path) -> dict[str, object]:
+    cfg = AudioConfig(InputConfig(device="no-such-mic"))
+    try:
+        await AudioEngine(cfg).start(lambda c: None)
+    except AudioDeviceError as exc:
+        return {"error": str(exc)}
+    return {"error": None}
+
+
+async def lookup(tmp: Path) -> dict[str, object]:
+    from voicebox.audio import devices
+
+    try:
+        devices.find_device(999, "output")
+        bad_index = ""
+    except AudioDeviceError as exc:
+        bad_index = str(exc)
+    return {
+        "by_name": devices.device_name(devices.find_device("FROMFILE", "input")),
+        "by_index": devices.find_device(str(devices.find_device("tofile", "output")), "output"),
+        "tofile": devices.find_device("tofile", "output"),
+        "default": devices.device_name(devices.find_device(None, "output")),
+        "bad_index": bad_index,
+    }
+
+
+SCENARIOS = {f.__name__: f for f in (capture_playback, interrupt, recover, bad_device, lookup)}
+
+if __name__ == "__main__":
+    result = asyncio.run(SCENARIOS[sys.argv[1]](Path(sys.argv[2])))
+    print(json.dumps(result))

@@ -1,0 +1,141 @@
+"""The real sounddevice -> PortAudio -> ALSA path with no sound card (file and null PCMs).
+
+Each scenario runs in a subprocess whose HOME holds an .asoundrc, because PortAudio reads the
+ALSA configuration when sounddevice is imported. These PCMs are not paced in real time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHILD = Path(__file__).with_name("alsa_child.py")
+RATE = 16000
+
+pytestmark = pytest.mark.slow
+
+
+def asoundrc(tmp: Path) -> None:
+    (tmp / ".asoundrc").write_text(
+        'pcm.!default { type asym  playback.pcm "tofile"  capture.pcm "fromfile" }\n'
+        f'pcm.tofile {{ type file  slave.pcm "null"  file "{tmp}/out.raw"  format "raw" }}\n'
+        f'pcm.fromfile {{ type file  slave.pcm "null"  file "/dev/null"  infile "{tmp}/in.raw"'
+        '  format "raw" }\n'
+    )
+
+
+def run(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(tmp)}
+    return subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def scenario(tmp: Path, name: str) -> dict[str, object]:
+    proc = run(tmp, str(CHILD), name, str(tmp))
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def tone(seconds: float, hz: float, amp: int = 8000) -> np.ndarray:
+    t = np.arange(int(RATE * seconds)) / RATE
+    return (np.sin(2 * np.pi * hz * t) * amp).astype(np.int16)
+
+
+def find(haystack: np.ndarray, needle: np.ndarray) -> int:
+    """Index where needle starts in haystack (first nonzero sample aligned)."""
+    first = int(np.flatnonzero(needle)[0])
+    start = int(np.flatnonzero(haystack)[0]) - first
+    assert start >= 0
+    return start
+
+
+@pytest.fixture
+def alsa(tmp_path: Path) -> Path:
+    asoundrc(tmp_path)
+    tone(2, 440).astype("<i2").tofile(tmp_path / "in.raw")
+    return tmp_path
+
+
+def test_capture_reads_the_waveform_and_playback_writes_it_intact(alsa: Path) -> None:
+    reply = tone(1.5, 300) + tone(1.5, 1100, 2000)
+    np.save(alsa / "reply.npy", reply)
+    result = scenario(alsa, "capture_playback")
+    assert result == {"drained": True, "underruns": 0, "errors": 0}
+    captured = np.load(alsa / "captured.npy")
+    mic = np.fromfile(alsa / "in.raw", dtype="<i2")
+    assert np.array_equal(captured[: len(mic)], mic)
+    out = np.fromfile(alsa / "out.raw", dtype="<i2")
+    start = find(out, reply)
+    assert np.array_equal(out[start : start + len(reply)], reply)
+    assert not out[start + len(reply) :].any()
+
+
+def test_interrupt_truncates_playback(alsa: Path) -> None:
+    reply = np.full(RATE * 120, 2500, dtype=np.int16)  # 2 minutes (the null PCM runs fast)
+    np.save(alsa / "reply.npy", reply)
+    result = scenario(alsa, "interrupt")
+    assert result["playing"] is False
+    out = np.fromfile(alsa / "out.raw", dtype="<i2")
+    played = np.flatnonzero(out)
+    assert 0 < len(played) < len(reply)
+    assert len(played) == played[-1] - played[0] + 1  # one contiguous piece, then silence
+    assert (out[played] == 2500).all()
+
+
+def test_lost_stream_is_reopened_after_portaudio_reinit(alsa: Path) -> None:
+    reply = tone(0.5, 700)
+    np.save(alsa / "reply.npy", reply)
+    result = scenario(alsa, "recover")
+    assert result == {"drained": True, "errors": 1, "alive_after": True}
+    out = np.fromfile(alsa / "out.raw", dtype="<i2")  # the file PCM was reopened
+    start = find(out, reply)
+    assert np.array_equal(out[start : start + len(reply)], reply)
+
+
+def test_unknown_device_lists_candidates(alsa: Path) -> None:
+    error = str(scenario(alsa, "bad_device")["error"])
+    assert "no-such-mic" in error
+    assert "'default'" in error and "'fromfile'" in error  # the candidates
+
+
+def test_devices_found_by_substring_or_index(alsa: Path) -> None:
+    result = scenario(alsa, "lookup")
+    assert result["by_name"] == "fromfile"  # case-insensitive substring
+    assert result["by_index"] == result["tofile"]
+    assert result["default"] == "default"
+    assert "index 999" in str(result["bad_index"]) and "'tofile'" in str(result["bad_index"])
+
+
+def test_devices_command_lists_the_null_device(tmp_path: Path) -> None:
+    (tmp_path / ".asoundrc").write_text("pcm.!default { type null }\n")
+    proc = run(tmp_path, "-m", "voicebox", "devices")
+    assert proc.returncode == 0, proc.stderr
+    assert "inputs:" in proc.stdout and "outputs:" in proc.stdout
+    assert any(
+        line.lstrip().startswith("*") and "default" in line for line in proc.stdout.splitlines()
+    )
+
+
+def test_devices_command_with_no_devices_prints_the_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    import types
+
+    from voicebox.audio import devices
+
+    no_cards = types.SimpleNamespace(
+        query_devices=lambda: []
+    )  # what PortAudio gives without /dev/snd
+    monkeypatch.setattr(devices, "_sd", lambda: no_cards)
+    assert devices.main_devices(argparse.Namespace()) == 0
+    out = capsys.readouterr().out
+    assert "no audio devices found" in out and "audio" in out and "/dev/snd" in out

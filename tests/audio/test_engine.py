@@ -1,0 +1,152 @@
+"""AudioEngine over the file devices: the whole port, supervision and recovery, no sound card."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicebox.audio.devices import AudioDeviceError
+from voicebox.audio.engine import AudioEngine, reopen_delay
+from voicebox.audio.formats import AudioFormat
+from voicebox.config import AudioConfig, InputConfig, OutputConfig
+
+
+def write_wav(path: Path, data: np.ndarray, rate: int) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(data.astype("<i2").tobytes())
+
+
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+
+
+def file_config(tmp_path: Path, **out: object) -> AudioConfig:
+    t = np.arange(48000) / 48000
+    write_wav(tmp_path / "in.wav", np.sin(2 * np.pi * 600 * t) * 9000, 48000)
+    return AudioConfig(
+        InputConfig(backend="file", path=str(tmp_path / "in.wav"), sample_rate=48000),
+        OutputConfig(backend="file", path=str(tmp_path / "out.wav"), **out),  # type: ignore[arg-type]
+    )
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll a condition; the timeout is only a hang guard."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.01)
+
+
+def test_reopen_delay_doubles_and_caps() -> None:
+    assert [reopen_delay(a) for a in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
+    assert reopen_delay(30) == 30.0
+
+
+@pytest.mark.asyncio
+async def test_capture_and_playback_through_file_devices(tmp_path: Path) -> None:
+    engine = AudioEngine(file_config(tmp_path, prebuffer_ms=40))
+    chunks: list[np.ndarray] = []
+    await engine.start(chunks.append)
+    try:
+        assert engine.input_format == AudioFormat("pcm", 16000)
+        await wait_for(lambda: len(chunks) >= 10)
+        assert all(len(c) == 320 and c.dtype == np.int16 for c in chunks)
+        engine.set_input_format(AudioFormat.parse("ulaw_8000"))
+        assert engine.input_format == AudioFormat("pcm", 8000)
+        n = len(chunks)
+        await wait_for(lambda: len(chunks) >= n + 5)
+        assert len(chunks[-1]) == 160  # 20 ms at the session's new rate
+        await wait_for(engine.alive, 5)
+
+        reply = np.arange(1, 8001, dtype=np.int16)  # 0.5 s, distinct values
+        engine.set_output_format(AudioFormat.parse("pcm_16000"))
+        engine.play(reply[:4000].tobytes())
+        engine.play(reply[4000:].tobytes())
+        assert engine.playing
+        assert await engine.drain(10)
+        assert not engine.playing
+        stats = engine.stats()
+        assert stats.underruns == 0 and stats.ring_overflows == 0 and stats.device_errors == 0
+        assert stats.captured_chunks >= 15
+        assert stats.input_device.endswith("in.wav") and stats.output_device.endswith("out.wav")
+    finally:
+        await engine.stop()
+        await engine.stop()  # idempotent
+    assert not engine.alive()
+    out = read_wav(tmp_path / "out.wav")
+    start = int(np.flatnonzero(out)[0])
+    assert np.array_equal(out[start : start + 8000], reply)  # intact, after leading silence
+    assert not out[start + 8000 :].any()
+
+
+@pytest.mark.asyncio
+async def test_interrupt_truncates_the_reply(tmp_path: Path) -> None:
+    engine = AudioEngine(file_config(tmp_path, prebuffer_ms=0))
+    await engine.start(lambda c: None)
+    try:
+        reply = np.full(16000 * 5, 3000, dtype=np.int16)
+        engine.play(reply.tobytes())
+        engine.end_reply()
+        await wait_for(lambda: engine.stats().ring_level_ms < 4900)
+        engine.interrupt()
+        assert not engine.playing
+        assert engine.stats().interrupts == 1
+        assert await engine.drain(1)
+    finally:
+        await engine.stop()
+    out = read_wav(tmp_path / "out.wav")
+    played = int(np.count_nonzero(out))
+    assert 0 < played < len(reply)
+    last = int(np.flatnonzero(out)[-1])
+    assert not out[last + 1 :].any()  # silence after the cut, not the rest of the reply
+
+
+@pytest.mark.asyncio
+async def test_stalled_device_is_reopened_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="voicebox.audio.engine")
+    engine = AudioEngine(file_config(tmp_path), stall_s=0.3)
+    chunks: list[np.ndarray] = []
+    await engine.start(chunks.append)
+    try:
+        await wait_for(engine.alive, 5)
+        engine._input.stop_soon()  # type: ignore[union-attr]  # the mic's clock stops
+        await wait_for(lambda: engine.stats().device_errors == 1)
+        await wait_for(lambda: "audio.device_reopened" in caplog.text)
+        n = len(chunks)
+        await wait_for(lambda: len(chunks) > n + 5)  # the mic delivers again
+        await wait_for(engine.alive, 5)
+    finally:
+        await engine.stop()
+    lost = [r for r in caplog.records if r.getMessage().startswith("audio.device_lost")]
+    assert len(lost) == 1 and "reason=stalled" in lost[0].getMessage()
+    assert "in.wav" in lost[0].getMessage()
+    reopened = [r for r in caplog.records if r.getMessage().startswith("audio.device_reopened")]
+    assert "attempt=1" in reopened[0].getMessage() and "delay_s=0.5" in reopened[0].getMessage()
+
+
+@pytest.mark.asyncio
+async def test_bad_file_config_names_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(AudioDeviceError, match="audio.input.path is required"):
+        await AudioEngine(AudioConfig(InputConfig(backend="file"))).start(lambda c: None)
+    missing = str(tmp_path / "nope.wav")
+    cfg = AudioConfig(InputConfig(backend="file", path=missing))
+    with pytest.raises(AudioDeviceError, match="nope.wav"):
+        await AudioEngine(cfg).start(lambda c: None)
+    (tmp_path / "junk.wav").write_bytes(b"not a wav at all")
+    cfg = AudioConfig(InputConfig(backend="file", path=str(tmp_path / "junk.wav")))
+    with pytest.raises(AudioDeviceError, match="junk.wav"):
+        await AudioEngine(cfg).start(lambda c: None)
