@@ -117,10 +117,20 @@ def _network_failure(exc: BaseException) -> str:
     return "network"
 
 
+class _HttpStatus(Exception):
+    def __init__(self, status: int, retry_after: str | None) -> None:
+        self.status = status
+        self.retry_after = retry_after
+
+
 def _fetch_signed_url_blocking(url: str, key: str, timeout: float) -> str:
     req = urllib.request.Request(url, headers={"xi-api-key": key, "Accept": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http(s) only)
-        body = json.loads(resp.read(1 << 20))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http(s) only)
+            body = json.loads(resp.read(1 << 20))
+    except urllib.error.HTTPError as exc:
+        with exc:  # closes the error response's socket
+            raise _HttpStatus(exc.code, exc.headers.get("Retry-After")) from None
     signed = body.get("signed_url") if isinstance(body, dict) else None
     if not isinstance(signed, str) or not signed.startswith(("ws://", "wss://")):
         raise ValueError("get-signed-url answered without a ws(s) signed_url")
@@ -142,10 +152,8 @@ async def fetch_signed_url(agent: AgentConfig, api_key: Secret | None) -> str:
         return await asyncio.to_thread(
             _fetch_signed_url_blocking, url, api_key.reveal(), agent.connect_timeout_s
         )
-    except urllib.error.HTTPError as exc:
-        end = classify_end(
-            http_status=exc.code, retry_after_s=_retry_after(exc.headers.get("Retry-After"))
-        )
+    except _HttpStatus as exc:
+        end = classify_end(http_status=exc.status, retry_after_s=_retry_after(exc.retry_after))
         raise ConnectFailure(
             SessionEnd(end.end_class, f"signed URL: {end.reason}", end.retry_after_s)
         ) from None

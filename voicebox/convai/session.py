@@ -155,6 +155,7 @@ class Session:
         self.last_ping_ms: int | None = None
         self.waiting_reply = False  # the user finished a turn; no reply started yet
         self.in_reply = False  # agent audio is arriving
+        self.user_active_at = -1e9  # the service last heard the user (VAD, tentative transcript)
         self._drop_upto = -1  # audio with event_id <= this is stale
         self._last_audio_id = -1
         self._last_activity = now
@@ -253,8 +254,17 @@ class Session:
                         self.transcript[i] = (role, ev.corrected.strip()[:_TEXT_MAX])
                     break
             return []
+        if t is m.TentativeUserTranscript:
+            self.user_active_at = now
+            return []
+        if t is m.VadScore:
+            assert isinstance(ev, m.VadScore)
+            if ev.score >= 0.5:
+                self.user_active_at = now
+            return []
         if t is m.UserTranscript:
             assert isinstance(ev, m.UserTranscript)
+            self.user_active_at = now
             if ev.text.strip():
                 self._line("user", ev.text)
                 self.waiting_reply = True

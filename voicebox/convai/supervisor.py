@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import numpy as np
+
 from voicebox.audio.port import AudioPort, Chunk
 from voicebox.config import Config, Secret
 from voicebox.convai import messages
@@ -38,6 +40,8 @@ from voicebox.state import State
 log = logging.getLogger("voicebox.convai")
 
 WATCH_S = 0.05
+USER_QUIET_S = 1.0  # the user counts as speaking this long after voice was last seen
+VOICE_PEAK = 1000  # mic peak (int16) that counts as the user's voice, about -30 dBFS
 DRAIN_MAX_S = 30.0  # longest goodbye we wait for after the agent ends the call
 T = TypeVar("T")
 
@@ -118,6 +122,7 @@ class Supervisor:
         self._stopping = False
         self._running = False
         self._last_close: dict[str, Any] = {}
+        self._voice_at = -1e9  # perf_counter time the mic last carried voice (always_on)
         self.mic_to_wire = LatencyStats()
         self.pong_latency = LatencyStats()
         self._counters = {
@@ -181,6 +186,8 @@ class Supervisor:
         t0 = time.perf_counter()
         rate = self._audio.input_format.rate
         link = self._link
+        if self._always_on and len(chunk) and int(np.abs(chunk).max()) >= VOICE_PEAK:
+            self._voice_at = t0
         if link is not None and link.session.ready:
             link.send_mic(chunk, rate, self._mic_live, t0)
         elif self._wanted and self._mic_live and not self._stopping:
@@ -246,10 +253,14 @@ class Supervisor:
             return False
         if self._mic_live and not self._always_on:
             return False
+        if time.perf_counter() - self._voice_at < USER_QUIET_S:
+            return False
         link = self._link
         if link is not None:
             s = link.session
             if s.in_reply or s.waiting_reply or s.pending_tools:
+                return False
+            if link.now() - s.user_active_at < USER_QUIET_S:
                 return False
         return True
 
