@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -123,15 +124,14 @@ class _SdStream:
             self.lost = True
 
     def _input_cb(self, indata: npt.NDArray[np.int16], frames: int, t: Any, status: Any) -> None:
-        assert self.capture is not None
-        self.capture.on_block(indata[:, 0], bool(status.input_overflow))
+        with contextlib.suppress(Exception):  # a raising callback would never be called again
+            self.capture.on_block(indata[:, 0], bool(status.input_overflow))  # type: ignore[union-attr]
 
     def _output_cb(self, outdata: npt.NDArray[np.int16], frames: int, t: Any, status: Any) -> None:
         try:
             if status.output_underflow:
                 self.output_underflows += 1
-            assert self.playback is not None
-            self.playback.fill(outdata[:, 0])
+            self.playback.fill(outdata[:, 0])  # type: ignore[union-attr]
         except Exception:
             outdata.fill(0)
 
@@ -158,6 +158,7 @@ class AudioEngine:
         self._device_errors = 0
         self._recovering = False
         self._stopped = False
+        self._idle = asyncio.Event()  # set when a reply finished playing or was interrupted
 
     # --- AudioPort ----------------------------------------------------------------------------
 
@@ -202,6 +203,7 @@ class AudioEngine:
         )
         playback = Playback(out_rate, self._ring_ms, self._prebuffer_ms, self._volume)
         playback.set_format(self._output_format)
+        playback.on_finished = lambda: self._post(loop, self._idle.set)
         in_block = max(1, in_rate * icfg.chunk_ms // 1000)
         out_block = max(1, out_rate * ocfg.block_ms // 1000)
         inp: _Device
@@ -231,9 +233,16 @@ class AudioEngine:
             await self._close_devices()
             self._capture = self._playback = self._input = self._output = None
             raise
-        for kind, dev in (("file", inp), ("file", out)):
+        for kind, dev, rate in (("input", inp, in_rate), ("output", out, out_rate)):
             if not dev.portaudio:
-                event(log, "audio.stream_opened", kind=kind, device=dev.name)
+                event(
+                    log,
+                    "audio.stream_opened",
+                    kind=kind,
+                    backend="file",
+                    device=dev.name,
+                    rate=rate,
+                )
         self._supervisor = asyncio.create_task(self._supervise(), name="audio-supervisor")
 
     def set_input_format(self, fmt: AudioFormat) -> None:
@@ -261,6 +270,7 @@ class AudioEngine:
     def interrupt(self) -> None:
         if self._playback is not None:
             self._playback.interrupt()
+            self._idle.set()
 
     @property
     def playing(self) -> bool:
@@ -273,10 +283,14 @@ class AudioEngine:
             return True
         pb.end_reply()
         deadline = time.monotonic() + timeout
-        while pb.playing:
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.01)
+        try:
+            async with asyncio.timeout(timeout):
+                while pb.playing:
+                    self._idle.clear()
+                    if pb.playing:
+                        await self._idle.wait()
+        except TimeoutError:
+            return False
         tail = self._output_latency()
         if tail:
             await asyncio.sleep(min(tail, max(0.0, deadline - time.monotonic())))
@@ -340,6 +354,11 @@ class AudioEngine:
         if self._capture is not None:
             self._capture.set_chunk_ms(ms)
 
+    @property
+    def recovering(self) -> bool:
+        """A device was lost and is being reopened with backoff (alive() is False meanwhile)."""
+        return self._recovering
+
     def alive(self) -> bool:
         """True while both devices are making progress (callbacks counted recently)."""
         if self._stopped or self._capture is None or self._playback is None:
@@ -360,6 +379,12 @@ class AudioEngine:
             self._progress[key] = (count, now)
             return now
         return last[1]
+
+    @staticmethod
+    def _post(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
+        """Run fn on the loop, from a device thread; never raises (the loop may be closed)."""
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(fn)
 
     def _output_latency(self) -> float:
         out = self._output
@@ -428,8 +453,14 @@ class AudioEngine:
             self._recovering = False
 
     def _reopen(self) -> None:
+        """Runs in a worker thread; stop() may have been called meanwhile."""
         assert self._input is not None and self._output is not None
+        if self._stopped:
+            return
         if self._input.portaudio or self._output.portaudio:
             devices.reinitialize()
         self._output.open()
         self._input.open()
+        if self._stopped:  # stop() ran while we were opening: do not leak open streams
+            self._input.close()
+            self._output.close()

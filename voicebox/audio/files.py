@@ -24,7 +24,7 @@ from voicebox.audio.playback import Playback
 from voicebox.audio.resample import convert
 
 MAX_CATCH_UP = 50  # periods processed back to back before looking at the clock again
-FLUSH_PERIODS = 5  # periods between header patches of the output WAV
+FLUSH_PERIODS = 25  # periods between header patches of the output WAV
 
 
 class PeriodClock:

@@ -8,6 +8,7 @@ ring in `fill()`, applies the volume in place and writes silence when there is n
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,7 @@ class Playback:
         self.prebuffer_ms = prebuffer_ms
         self._next_ring_ms: int | None = None
         self._gain = np.int32(UNITY)
+        self.set_volume(volume)
         self._scratch: npt.NDArray[np.int32] = np.zeros(max_block, dtype=np.int32)
         # reply state, shared with the device thread under _lock
         self._in_reply = False
@@ -46,6 +48,7 @@ class Playback:
         self._fmt = PCM_16000
         self._resampler = StreamResampler(self._fmt.rate, rate)
         self._carry = b""
+        self.on_finished: Callable[[], None] | None = None  # device thread, once per reply
 
     def _samples(self, ms: int) -> int:
         return max(1, self.rate * ms // 1000)
@@ -129,6 +132,7 @@ class Playback:
         self.callbacks += 1
         frames = len(out)
         n = 0
+        finished = False
         with self._lock:
             if self._in_reply and not self._flowing:
                 ready = self.ring.available >= self._prebuffer
@@ -140,6 +144,7 @@ class Playback:
                         if self.ring.available == 0:
                             self._in_reply = self._flowing = self._ended = False
                             self.replies_finished += 1
+                            finished = True
                     else:  # ran dry mid-reply: count it and buffer the pre-roll again
                         self.underruns += 1
                         self._flowing = False
@@ -147,6 +152,8 @@ class Playback:
             out[n:] = 0
         if n and self._gain != UNITY:
             self._scale(out[:n])
+        if finished and self.on_finished is not None:
+            self.on_finished()
 
     def _scale(self, block: npt.NDArray[np.int16]) -> None:
         step = len(self._scratch)
