@@ -139,3 +139,9 @@ def test_ulaw_8000_is_decoded_and_resampled_to_the_device_rate() -> None:
     assert abs(int(np.count_nonzero(out)) - 48000) < 480  # one second at 48 kHz
     spectrum = np.abs(np.fft.rfft(out[:48000].astype(np.float64)))
     assert abs(int(np.argmax(spectrum)) - 440) <= 2  # bin width 1 Hz
+
+
+def test_configured_volume_applies_from_the_start() -> None:
+    pb = Playback(RATE, ring_ms=1000, prebuffer_ms=0, volume=0.25)
+    pb.play(tone(PERIOD, 4000).tobytes())
+    assert (fill(pb) == 1000).all()

@@ -95,6 +95,10 @@ def device_name(index: int) -> str:
     return str(_sd().query_devices(index)["name"])
 
 
+def max_channels(index: int, kind: Kind) -> int:
+    return _channels(_sd().query_devices(index), kind)
+
+
 def default_rate(index: int) -> int:
     return int(_sd().query_devices(index)["default_samplerate"])
 

@@ -84,22 +84,34 @@ class _SdStream:
         cls = sd.InputStream if self.kind == "input" else sd.OutputStream
         cb = self._input_cb if self.kind == "input" else self._output_cb
         self.lost = False
-        try:
-            stream = cls(
-                device=index,
-                samplerate=self.rate,
-                blocksize=self.block,
-                channels=1,
-                dtype="int16",
-                latency=self.latency,
-                callback=cb,
-                finished_callback=self._finished,
-            )
-            stream.start()
-        except sd.PortAudioError as exc:
+        # Mono first; a device that has no mono mode (hw: stereo codecs) gets its channel count:
+        # the mic uses channel 0 and the speaker gets the same samples on every channel.
+        most = devices.max_channels(index, self.kind)
+        stream: Any = None
+        error: Exception | None = None
+        for channels in sorted({1, min(2, max(1, most))}):
+            try:
+                stream = cls(
+                    device=index,
+                    samplerate=self.rate,
+                    blocksize=self.block,
+                    channels=channels,
+                    dtype="int16",
+                    latency=self.latency,
+                    callback=cb,
+                    finished_callback=self._finished,
+                )
+                stream.start()
+                break
+            except sd.PortAudioError as exc:
+                error = exc
+                if stream is not None:
+                    stream.close(ignore_errors=True)
+                    stream = None
+        if stream is None:
             raise AudioDeviceError(
-                f"audio.{self.kind}.device {self.name!r}: cannot open at {self.rate} Hz: {exc}"
-            ) from exc
+                f"audio.{self.kind}.device {self.name!r}: cannot open at {self.rate} Hz: {error}"
+            ) from error
         self.stream = stream
         event(
             log,
@@ -108,6 +120,7 @@ class _SdStream:
             device=self.name,
             rate=self.rate,
             blocksize=self.block,
+            channels=stream.channels,
             latency=round(float(stream.latency), 4),
         )
 
@@ -132,6 +145,8 @@ class _SdStream:
             if status.output_underflow:
                 self.output_underflows += 1
             self.playback.fill(outdata[:, 0])  # type: ignore[union-attr]
+            if outdata.shape[1] > 1:
+                outdata[:, 1:] = outdata[:, :1]
         except Exception:
             outdata.fill(0)
 
