@@ -72,6 +72,7 @@ async def test_capture_and_playback_through_file_devices(tmp_path: Path) -> None
 
         reply = np.arange(1, 8001, dtype=np.int16)  # 0.5 s, distinct values
         engine.set_output_format(AudioFormat.parse("pcm_16000"))
+        assert engine.output_format == AudioFormat("pcm", 16000)
         engine.play(reply[:4000].tobytes())
         engine.play(reply[4000:].tobytes())
         assert engine.playing

@@ -246,7 +246,9 @@ class AudioEngine:
             inp.open()
         except BaseException:
             await self._close_devices()
-            self._capture = self._playback = self._input = self._output = None
+            if self._writer is not None:
+                self._writer.close()
+            self._capture = self._playback = self._input = self._output = self._writer = None
             raise
         for kind, dev, rate in (("input", inp, in_rate), ("output", out, out_rate)):
             if not dev.portaudio:
@@ -259,6 +261,11 @@ class AudioEngine:
                     rate=rate,
                 )
         self._supervisor = asyncio.create_task(self._supervise(), name="audio-supervisor")
+
+    @property
+    def output_format(self) -> AudioFormat:
+        """How `play` bytes are decoded now (the session's agent_output_audio_format)."""
+        return self._output_format
 
     def set_input_format(self, fmt: AudioFormat) -> None:
         self._input_format = AudioFormat("pcm", fmt.rate)
