@@ -262,11 +262,6 @@ class AudioEngine:
                 )
         self._supervisor = asyncio.create_task(self._supervise(), name="audio-supervisor")
 
-    @property
-    def output_format(self) -> AudioFormat:
-        """How `play` bytes are decoded now (the session's agent_output_audio_format)."""
-        return self._output_format
-
     def set_input_format(self, fmt: AudioFormat) -> None:
         self._input_format = AudioFormat("pcm", fmt.rate)
         if self._capture is not None:
