@@ -151,3 +151,18 @@ async def test_bad_file_config_names_the_problem(tmp_path: Path) -> None:
     cfg = AudioConfig(InputConfig(backend="file", path=str(tmp_path / "junk.wav")))
     with pytest.raises(AudioDeviceError, match="junk.wav"):
         await AudioEngine(cfg).start(lambda c: None)
+
+
+def test_engine_implements_the_audio_port_exactly() -> None:
+    import inspect
+
+    from voicebox.audio.port import AudioPort
+
+    members = [n for n in vars(AudioPort) if not n.startswith("_")]
+    assert {"play", "drain", "stats", "output_format"} <= set(members)
+    for name in members:
+        want, have = getattr(AudioPort, name), getattr(AudioEngine, name)
+        assert isinstance(have, property) == isinstance(want, property), name
+        if callable(want):
+            assert inspect.signature(have) == inspect.signature(want), name
+            assert inspect.iscoroutinefunction(have) == inspect.iscoroutinefunction(want), name
