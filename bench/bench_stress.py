@@ -1,0 +1,603 @@
+"""Conversation under CPU stress, adaptive tuning on vs off; and RSS over a long conversation.
+
+Each run is a subprocess that wires what the daemon wires (AudioEngine with file devices,
+Supervisor, Monitor, Tuner) against the local simulator, itself in a third process, in
+always_on mode with a looped "user" WAV (speech, then silence long enough for the reply). While
+it runs, `stress-ng --cpu 2N` (Python busy loops if stress-ng is missing) keeps 2x more busy
+processes than cores. Every 0.5 s it records ring level, underruns, pre-roll, chunk, CPU and
+tuning changes to bench/out/stress_<mode>.csv; the plot is bench/report.png.
+Usage: .venv/bin/python bench/bench_stress.py [--quick] [--seconds S] [--minutes M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from voicebox.simulator.voice import silence, speech_like  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+TICK_S = 0.5
+SPEECH_S, GAP_S = 1.2, 8.0  # the user's cycle: the reply (about 5.5 s) fits in the gap
+PONG_P99_TARGET_MS = 50.0
+STALL_MS, STALL_EVERY_S = 450, 4.0
+FIELDS = [
+    "t",
+    "ring_level_ms",
+    "underruns",
+    "output_underflows",
+    "dropped_mic",
+    "prebuffer_ms",
+    "chunk_ms",
+    "receive_timeout_s",
+    "cpu_percent",
+    "rss_mb",
+    "state",
+    "changes",
+]
+
+
+# --- the simulator process -------------------------------------------------------------------
+
+
+async def serve(port: int, max_duration_s: float, lead_s: float) -> list[float]:
+    """Run the simulator until SIGTERM; returns every ping-to-pong round trip it saw, in ms."""
+    from voicebox.simulator.server import SimConfig, Simulator
+
+    cfg = SimConfig(
+        port=port,
+        ping_interval_s=0.5,
+        seconds_per_char=0.15,  # replies of about 5.5 s
+        max_duration_s=max_duration_s,
+        lead_s=lead_s,
+        first_message="Hello from the stress bench, this is a longer greeting to fill the ring.",
+    )
+    async with Simulator(cfg) as sim:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        return [rtt * 1000 for c in sim.connections for rtt in c.pong_latencies_s]
+
+
+# --- the scenario process --------------------------------------------------------------------
+
+
+def write_user_wav(path: Path) -> None:
+    pcm = np.concatenate([speech_like(SPEECH_S, 16000, f0=120.0, level=0.6), silence(GAP_S)])
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm.tobytes())
+
+
+async def stall_loop(seconds: float) -> None:
+    """Block the event loop now and then, as a GC pause or a slow synchronous call would."""
+    while True:
+        await asyncio.sleep(STALL_EVERY_S)
+        time.sleep(seconds)  # noqa: ASYNC251 - blocking the loop is the point
+
+
+async def scenario(args: argparse.Namespace) -> dict[str, Any]:
+    import psutil
+
+    from voicebox.audio.engine import AudioEngine
+    from voicebox.config import Config, with_changes
+    from voicebox.convai.supervisor import Supervisor
+    from voicebox.convai.tools import builtin_tools
+    from voicebox.monitor import Monitor, Sample, detect_environment
+    from voicebox.tuning import Tuner, TuningChange
+
+    tmp = Path(args.tmp)
+    mic = tmp / "user.wav"
+    write_user_wav(mic)
+    changes = {
+        "agent.agent_id": "bench",
+        "agent.api_base": f"http://127.0.0.1:{args.port}",
+        "conversation.mode": "always_on",
+        "conversation.rollover": args.max_duration_s < 600,
+        "conversation.max_duration_s": int(args.max_duration_s),
+        "conversation.rollover_margin_s": min(30.0, args.max_duration_s / 3),
+        "audio.input.backend": "file",
+        "audio.input.path": str(mic),
+        "audio.input.loop": True,
+        "audio.output.backend": "file",
+        "audio.output.path": str(tmp / f"out_{args.mode}.wav"),
+        "tuning.adaptive": args.mode != "off",
+    }
+    cfg: Config = with_changes(Config(), **changes)
+    engine = AudioEngine(cfg.audio)
+    sup = Supervisor(cfg, engine, None, builtin_tools(engine), lambda s, f: None)
+    tuner = Tuner(cfg, detect_environment())
+    monitor = Monitor(cfg.monitor)
+    proc = psutil.Process()
+    tick_changes: list[str] = []
+    all_changes: list[tuple[float, TuningChange]] = []
+    t0 = time.monotonic()
+
+    def apply(items: list[TuningChange]) -> None:  # what the daemon's _apply_tuning does
+        for c in items:
+            if c.name == "prebuffer_ms":
+                engine.set_prebuffer_ms(int(c.new))
+            elif c.name == "ring_ms":
+                engine.set_ring_ms(int(c.new))
+            elif c.name == "chunk_ms":
+                engine.set_chunk_ms(int(c.new))
+            elif c.name == "receive_timeout_s":
+                sup.set_receive_timeout(float(c.new))
+            elif c.name == "resume_buffer_s":
+                sup.set_resume_buffer_s(float(c.new))
+            tick_changes.append(f"{c.name}={c.new}")
+            all_changes.append((time.monotonic() - t0, c))
+
+    def on_sample(sample: Sample) -> None:
+        pongs = sup.pong_latency.values
+        apply(
+            tuner.update(
+                time.monotonic(),
+                sample,
+                engine.stats(),
+                pongs[-1] if pongs else None,
+                sup.quiet(),
+            )
+        )
+
+    t = tuner.current
+    engine.set_prebuffer_ms(t.prebuffer_ms)
+    engine.set_ring_ms(t.ring_ms)
+    sup.set_receive_timeout(t.receive_timeout_s)
+    await engine.start(sup.on_mic_chunk)
+    tasks = [asyncio.create_task(sup.run()), asyncio.create_task(monitor.run(on_sample))]
+    if args.stall_ms:
+        tasks.append(asyncio.create_task(stall_loop(args.stall_ms / 1000.0)))
+    rows: list[dict[str, Any]] = []
+    next_tick = time.monotonic()
+    while time.monotonic() - t0 < args.seconds:
+        next_tick += TICK_S
+        await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+        s = engine.stats()
+        sample = monitor.latest()
+        snap = sup.snapshot()
+        row = {
+            "t": round(time.monotonic() - t0, 2),
+            "ring_level_ms": s.ring_level_ms,
+            "underruns": s.underruns,
+            "output_underflows": s.output_underflows,
+            "dropped_mic": s.dropped_chunks
+            + s.input_overflows
+            + snap["counters"]["resume_dropped"],
+            "prebuffer_ms": s.prebuffer_ms,
+            "chunk_ms": tuner.current.chunk_ms,
+            "receive_timeout_s": snap["receive_timeout_s"],
+            "cpu_percent": round(sample.cpu_percent_raw, 1) if sample else "",
+            "rss_mb": round(proc.memory_info().rss / 2**20, 2),
+            "state": snap["state"],
+            "changes": " ".join(tick_changes),
+        }
+        tick_changes.clear()
+        rows.append(row)
+    snap = sup.snapshot()
+    await sup.stop()
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    s = engine.stats()
+    await engine.stop()
+    write_csv(Path(args.csv), rows)
+    cpu = [float(r["cpu_percent"]) for r in rows if r["cpu_percent"] != ""]
+    rss = [float(r["rss_mb"]) for r in rows]
+    counters = snap["counters"]
+    return {
+        "mode": args.mode,
+        "seconds": round(time.monotonic() - t0, 1),
+        "underruns": s.underruns,
+        "output_underflows": s.output_underflows,
+        "dropped_mic": s.dropped_chunks + s.input_overflows + counters["resume_dropped"],
+        "ring_overflows": s.ring_overflows,
+        "turns": counters["turns"],
+        "sessions": counters["sessions"],
+        "rollovers": counters["rollovers"],
+        "reconnects": counters["reconnects"],
+        "pong": snap["pong_latency"],
+        "changes": [
+            f"{round(at, 1)}s {c.name} {c.old}->{c.new} ({c.reason})" for at, c in all_changes
+        ],
+        "final_prebuffer_ms": s.prebuffer_ms,
+        "cpu_mean": round(sum(cpu) / len(cpu), 1) if cpu else None,
+        "rss_first_mb": rss[0] if rss else None,
+        "rss_last_mb": rss[-1] if rss else None,
+        "rss_max_mb": max(rss) if rss else None,
+    }
+
+
+# --- the orchestrator ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Stress:
+    """stress-ng --cpu N (or N Python busy loops) in its own process group; stopped on exit."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.tool = "stress-ng" if shutil.which("stress-ng") else "python busy loops"
+
+    def __enter__(self) -> Stress:
+        if self.workers <= 0:
+            return self
+        if self.tool == "stress-ng":
+            cmd = ["stress-ng", "--cpu", str(self.workers), "--timeout", "3600s", "--quiet"]
+            self.procs.append(
+                subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
+            )
+        else:
+            for _ in range(self.workers):
+                cmd = [sys.executable, "-c", "while True: pass"]
+                self.procs.append(subprocess.Popen(cmd, start_new_session=True))
+        time.sleep(1.0)  # let the load build up
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def run_mode(
+    mode: str,
+    seconds: float,
+    stress: int,
+    lead_s: float,
+    max_duration_s: float = 600.0,
+    stall_ms: int = 0,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """One scenario subprocess (plus its simulator) under `stress` busy workers."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    csv_path = OUT / f"{name or 'stress_' + mode}.csv"
+    port = free_port()
+    me = str(Path(__file__).resolve())
+    with tempfile.TemporaryDirectory(prefix="vb-stress-") as tmp, Stress(stress):
+        sim = subprocess.Popen(
+            [sys.executable, me, "--serve", str(port), "--max-duration-s", str(max_duration_s)]
+            + ["--lead-s", str(lead_s), "--pong-file", str(Path(tmp) / "pongs.json")],
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:  # wait until the simulator listens
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                    break
+                if time.monotonic() > deadline or sim.poll() is not None:
+                    raise RuntimeError("the simulator did not start")
+                time.sleep(0.1)
+            cmd = [
+                sys.executable,
+                me,
+                "--scenario",
+                mode,
+                "--port",
+                str(port),
+                "--seconds",
+                str(seconds),
+                "--csv",
+                str(csv_path),
+                "--tmp",
+                tmp,
+                "--max-duration-s",
+                str(max_duration_s),
+                "--stall-ms",
+                str(stall_ms),
+            ]
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=seconds + 120, check=False
+            )
+        finally:
+            sim.send_signal(signal.SIGTERM)
+            try:
+                sim.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+                sim.wait()
+        pongs = Path(tmp) / "pongs.json"
+        rtts: list[float] = json.loads(pongs.read_text()) if pongs.exists() else []
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise RuntimeError(f"scenario {mode} failed with exit status {proc.returncode}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["rtt"] = summary(rtts)
+    result["stress"] = stress
+    result["csv"] = str(csv_path.relative_to(HERE))
+    return result
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def summary(values_ms: list[float]) -> dict[str, float]:
+    """p50 / p99 / max like the supervisor's LatencyStats."""
+    if not values_ms:
+        return {}
+    v = sorted(values_ms)
+    return {
+        "p50_ms": v[len(v) // 2],
+        "p99_ms": v[min(len(v) - 1, int(0.99 * len(v)))],
+        "max_ms": v[-1],
+        "n": float(len(v)),
+    }
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def plot(
+    groups: list[tuple[str, list[dict[str, Any]]]], rss: dict[str, Any] | None, path: Path
+) -> None:
+    """One column per scenario (off vs on): ring level and pre-roll, underruns, CPU; RSS below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows_n = 4 if rss else 3
+    fig = plt.figure(figsize=(14, 2.7 * rows_n + 0.8))
+    grid = fig.add_gridspec(rows_n, len(groups))
+    colors = {"off": "tab:red", "on": "tab:blue"}
+    for col, (title, results) in enumerate(groups):
+        axes = [fig.add_subplot(grid[r, col]) for r in range(3)]
+        for res in results:
+            rows = read_csv(HERE / res["csv"])
+            mode, color = res["mode"], colors.get(res["mode"], "k")
+            t = [float(r["t"]) for r in rows]
+            axes[0].plot(
+                t,
+                [float(r["ring_level_ms"]) for r in rows],
+                color=color,
+                lw=1,
+                label=f"ring level, adaptation {mode}",
+            )
+            axes[0].step(
+                t,
+                [float(r["prebuffer_ms"]) for r in rows],
+                color=color,
+                ls="--",
+                where="post",
+                label=f"pre-roll, adaptation {mode}",
+            )
+            axes[1].step(
+                t,
+                [int(r["underruns"]) for r in rows],
+                color=color,
+                where="post",
+                label=f"underruns, adaptation {mode}",
+            )
+            axes[1].step(
+                t,
+                [int(r["dropped_mic"]) for r in rows],
+                color=color,
+                ls=":",
+                where="post",
+                label=f"dropped mic chunks, adaptation {mode}",
+            )
+            cpu = [(float(r["t"]), float(r["cpu_percent"])) for r in rows if r["cpu_percent"]]
+            axes[2].plot([c[0] for c in cpu], [c[1] for c in cpu], color=color, label=mode)
+            for r in rows:
+                if not r["changes"]:
+                    continue
+                for ax in axes:
+                    ax.axvline(float(r["t"]), color=color, alpha=0.3, lw=1)
+                axes[2].annotate(
+                    r["changes"].replace(" ", "\n"),
+                    (float(r["t"]), 3),
+                    fontsize=6,
+                    color=color,
+                    rotation=90,
+                    va="bottom",
+                    ha="right",
+                )
+        axes[0].set_title(title, fontsize=10)
+        axes[0].set_ylabel("ms")
+        axes[1].set_ylabel("count, cumulative")
+        axes[1].set_ylim(bottom=0)
+        axes[1].set_ylim(top=max(1.0, axes[1].get_ylim()[1]))
+        axes[2].set_ylabel("system CPU %")
+        axes[2].set_ylim(0, 105)
+        axes[2].set_xlabel("time, s (faint vertical lines: tuning changes)")
+        for ax in axes:
+            ax.legend(loc="upper left", fontsize=6, ncol=2)
+            ax.grid(alpha=0.3)
+    if rss:
+        ax = fig.add_subplot(grid[3, :])
+        rows = read_csv(HERE / rss["csv"])
+        ax.plot([float(r["t"]) / 60 for r in rows], [float(r["rss_mb"]) for r in rows], "k")
+        ax.set_ylabel("RSS, MB")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel(
+            f"time, min: one long conversation, {rss['rollovers']} rollovers at a 45 s cap"
+        )
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def _pong(p: dict[str, float]) -> str:
+    if not p:
+        return "no pongs"
+    return f"{p['p50_ms']:.1f} / {p['p99_ms']:.1f} / {p['max_ms']:.1f}"
+
+
+def table(off: dict[str, Any], on: dict[str, Any], targets: bool) -> list[str]:
+    def met(ok: bool) -> str:
+        return yes(ok) if targets else "-"
+
+    pong_ok = on["rtt"].get("p99_ms", 1e9) <= PONG_P99_TARGET_MS
+    rows: list[tuple[str, Any, Any, str, str]] = [
+        ("playback underruns", off["underruns"], on["underruns"], "0", met(on["underruns"] == 0)),
+        (
+            "dropped mic audio, chunks",
+            off["dropped_mic"],
+            on["dropped_mic"],
+            "0",
+            met(on["dropped_mic"] == 0),
+        ),
+        (
+            "pong latency p50 / p99 / max, ms",
+            _pong(off),
+            _pong(on),
+            f"p99 <= {PONG_P99_TARGET_MS:.0f}",
+            met(pong_ok),
+        ),
+        ("user turns answered", off["turns"], on["turns"], "-", "-"),
+        ("pre-roll at the end, ms", off["final_prebuffer_ms"], on["final_prebuffer_ms"], "-", "-"),
+        ("tuning changes", len(off["changes"]), len(on["changes"]), "-", "-"),
+        ("mean system CPU, %", off["cpu_mean"], on["cpu_mean"], "-", "-"),
+    ]
+    out = [
+        "| figure | adaptation off | adaptation on | target (on) | met |",
+        "|---|---|---|---|---|",
+    ]
+    if not targets:
+        out = [line.replace(" target (on) | met |", " target | met |") for line in out]
+    out += [f"| {name} | {a} | {b} | {t} | {m} |" for name, a, b, t, m in rows]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs, no RSS run")
+    parser.add_argument("--seconds", type=float, default=None, help="per run (default 40)")
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="RSS run length (default 2; 0 skips)"
+    )
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1))
+    parser.add_argument(
+        "--lead-s", type=float, default=0.25, help="how far ahead of real time the agent sends"
+    )
+    parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--scenario", choices=["on", "off", "rss"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--csv", help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", help=argparse.SUPPRESS)
+    parser.add_argument("--max-duration-s", type=float, default=600.0, help=argparse.SUPPRESS)
+    parser.add_argument("--stall-ms", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--pong-file", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve is not None:
+        rtts = asyncio.run(serve(args.serve, args.max_duration_s, args.lead_s))
+        if args.pong_file:  # round trips as the agent sees them, event-loop stalls included
+            Path(args.pong_file).write_text(json.dumps(rtts))
+        return 0
+    if args.scenario:
+        args.mode = args.scenario
+        print(json.dumps(asyncio.run(scenario(args))))
+        return 0
+
+    seconds = args.seconds or (15.0 if args.quick else 40.0)
+    minutes = args.minutes if args.minutes is not None else (0.0 if args.quick else 2.0)
+    w, lead = args.workers, args.lead_s
+    stress = [run_mode(mode, seconds, w, lead) for mode in ("off", "on")]
+    stalls = [
+        run_mode(mode, seconds, w, lead, stall_ms=STALL_MS, name=f"stalls_{mode}")
+        for mode in ("off", "on")
+    ]
+    rss = run_mode("rss", minutes * 60, 0, 1.0, max_duration_s=45.0) if minutes > 0 else None
+    cores, tool = os.cpu_count(), Stress(1).tool
+    load = f"{w} {tool} workers on {cores} cores"
+    plot(
+        [
+            (f"CPU stress: {load}", stress),
+            (f"CPU stress + a {STALL_MS} ms event-loop stall every {STALL_EVERY_S:g} s", stalls),
+        ],
+        rss,
+        HERE / "report.png",
+    )
+    print(f"Conversation under CPU stress ({load}), adaptive tuning off vs on")
+    print()
+    print(
+        f"Each run: {seconds:g} s of an always_on conversation (file mic and speaker, local "
+        f"simulator streaming replies {lead:g} s ahead of real time). The targets apply to the "
+        "plain CPU stress run."
+    )
+    print()
+    print(*table(stress[0], stress[1], targets=True), sep="\n")
+    print()
+    print(
+        f"Same load plus a {STALL_MS} ms blocking call on the event loop every "
+        f"{STALL_EVERY_S:g} s (a GC pause or slow synchronous call): the pre-roll has to grow."
+    )
+    print()
+    print(*table(stalls[0], stalls[1], targets=False), sep="\n")
+    for label, res in (("CPU stress", stress[1]), ("stalls", stalls[1])):
+        print()
+        print(f"Tuning changes, {label}, adaptation on: " + ("; ".join(res["changes"]) or "none"))
+    if rss:
+        growth = rss["rss_last_mb"] - rss["rss_first_mb"]
+        print()
+        print(
+            f"RSS over one {minutes:g}-minute conversation without stress, the simulator capping "
+            f"sessions at 45 s ({rss['rollovers']} rollovers, {rss['sessions']} sessions, "
+            f"{rss['turns']} turns):"
+        )
+        print()
+        print("| figure | value | target | met |")
+        print("|---|---|---|---|")
+        print(
+            f"| RSS first / last / max, MB | {rss['rss_first_mb']:.1f} / "
+            f"{rss['rss_last_mb']:.1f} / {rss['rss_max_mb']:.1f} | flat | {yes(abs(growth) < 5)} |"
+        )
+    print()
+    print("![buffer level, underruns and tuning changes under load](report.png)")
+    csvs = [r["csv"] for r in [*stress, *stalls, *([rss] if rss else [])]]
+    print()
+    print("Time series (every 0.5 s): " + ", ".join(f"bench/{c}" for c in csvs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
