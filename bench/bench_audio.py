@@ -232,7 +232,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=None, help="duplex run length")
     args = parser.parse_args()
     minutes = args.minutes if args.minutes is not None else (0.25 if args.quick else 1.0)
-    blocks = 150 if args.quick else 1000
+    blocks = 150 if args.quick else 500
     lags = asyncio.run(handoff(blocks))
     cuts = interrupt_to_silence(10 if args.quick else 30)
     with tempfile.TemporaryDirectory() as tmp:
