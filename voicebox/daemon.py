@@ -329,7 +329,9 @@ class Daemon:
 
     def _healthy(self) -> bool:
         task = self._supervisor_task
-        return task is not None and not task.done() and self.audio.alive()
+        # A lost device being reopened with backoff is healthy: restarting would not bring it back.
+        audio_ok = self.audio.alive() or self.audio.recovering
+        return task is not None and not task.done() and audio_ok
 
     def _status_text(self) -> str:
         parts = [str(self.state)]
