@@ -24,6 +24,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.protocol import State as WsState
 
 from voicebox.audio.port import AudioPort, Chunk
 from voicebox.config import AgentConfig, Secret
@@ -57,6 +58,7 @@ TOOL_TIMEOUT_S = 20.0
 PROBE_TIMEOUTS = 3  # a probe unanswered for this many receive timeouts means half-open
 TICK_S = 0.1
 OUT_QUEUE = 256  # mic frames waiting for the socket (~5 s of 20 ms chunks), oldest dropped
+WRITE_BUFFER_MAX = 64 * 1024  # above this the socket is slow: frames wait in the queue
 
 
 class ConnectFailure(Exception):
@@ -236,6 +238,7 @@ class SessionLink:
         *,
         receive_timeout_s: Callable[[], float],
         on_ready: Callable[[SessionLink], None] | None = None,
+        on_tick: Callable[[SessionLink], None] | None = None,
         tool_timeout_s: float = TOOL_TIMEOUT_S,
         mic_to_wire: LatencyStats | None = None,
         pong_latency: LatencyStats | None = None,
@@ -246,6 +249,7 @@ class SessionLink:
         self.tools = tools
         self._receive_timeout = receive_timeout_s
         self._on_ready = on_ready
+        self._on_tick = on_tick
         self._tool_timeout = tool_timeout_s
         self._loop = asyncio.get_running_loop()
         self._out: deque[tuple[str, float | None]] = deque()
@@ -259,6 +263,7 @@ class SessionLink:
         self.mic_to_wire = mic_to_wire if mic_to_wire is not None else LatencyStats()
         self.pong_latency = pong_latency if pong_latency is not None else LatencyStats()
         self.probes = 0
+        self.last_frame_at = self._loop.time()
         self.task: asyncio.Task[None] | None = None
 
     # --- public --------------------------------------------------------------------------------
@@ -326,6 +331,19 @@ class SessionLink:
     def _queue(self, frame: str, t0: float | None) -> None:
         if self.done.is_set():
             return
+        ws = self.ws
+        if (
+            not self._out
+            and ws.protocol.state is WsState.OPEN
+            and ws.transport.get_write_buffer_size() < WRITE_BUFFER_MAX
+        ):
+            # Fast path: nothing queued and the socket keeps up, so write the frame now, the way
+            # ws.send() does inside its send context (no task switch per mic chunk).
+            ws.protocol.send_text(frame.encode())
+            ws.send_data()
+            if t0 is not None:
+                self.mic_to_wire.add(time.perf_counter() - t0)
+            return
         if len(self._out) >= OUT_QUEUE:
             self._out.popleft()
             self.out_dropped += 1
@@ -349,9 +367,15 @@ class SessionLink:
                 self.mic_to_wire.add(time.perf_counter() - t0)
 
     async def _ticker(self) -> None:
+        """Session timers, the receive watchdog and the owner's periodic check, at TICK_S."""
         while True:
             await asyncio.sleep(TICK_S)
-            self.act(self.session.tick(self.now(), self.audio.playing))
+            now = self.now()
+            self.act(self.session.tick(now, self.audio.playing))
+            if now - self.last_frame_at >= self._receive_timeout():
+                self._quiet()
+            if self._on_tick is not None:
+                self._on_tick(self)
 
     def _record_close(self, exc: ConnectionClosed) -> None:
         rcvd = exc.rcvd
@@ -361,14 +385,11 @@ class SessionLink:
         ws = self.ws
         session = self.session
         decode = messages.decode_server
+        loop = self._loop
         while True:
-            try:
-                async with asyncio.timeout(self._receive_timeout()):
-                    frame = await ws.recv()
-            except TimeoutError:
-                self._quiet()
-                continue
+            frame = await ws.recv()
             t_recv = time.perf_counter()
+            self.last_frame_at = loop.time()
             if self._probe is not None:
                 self._probe.cancel()
                 self._probe = None

@@ -19,8 +19,6 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-import numpy as np
-
 from voicebox.audio.port import AudioPort, Chunk
 from voicebox.config import Config, Secret
 from voicebox.convai import messages
@@ -39,7 +37,6 @@ from voicebox.state import State
 
 log = logging.getLogger("voicebox.convai")
 
-WATCH_S = 0.05
 USER_QUIET_S = 1.0  # the user counts as speaking this long after voice was last seen
 VOICE_PEAK = 1000  # mic peak (int16) that counts as the user's voice, about -30 dBFS
 DRAIN_MAX_S = 30.0  # longest goodbye we wait for after the agent ends the call
@@ -123,6 +120,7 @@ class Supervisor:
         self._running = False
         self._last_close: dict[str, Any] = {}
         self._voice_at = -1e9  # perf_counter time the mic last carried voice (always_on)
+        self._near_cap = False  # the current session is inside the rollover margin
         self.mic_to_wire = LatencyStats()
         self.pong_latency = LatencyStats()
         self._counters = {
@@ -149,7 +147,6 @@ class Supervisor:
     async def run(self) -> None:
         """Keep conversations available until stop()."""
         self._running = True
-        watcher = asyncio.create_task(self._watch())
         try:
             while not self._stopping:
                 if not self._wanted:
@@ -162,7 +159,6 @@ class Supervisor:
         except _Stopped:
             pass
         finally:
-            watcher.cancel()
             if self._rollover_task is not None:
                 self._rollover_task.cancel()
             link = self._link
@@ -186,7 +182,13 @@ class Supervisor:
         t0 = time.perf_counter()
         rate = self._audio.input_format.rate
         link = self._link
-        if self._always_on and len(chunk) and int(np.abs(chunk).max()) >= VOICE_PEAK:
+        # Only near a rollover does quiet() need to know whether the user is talking.
+        if (
+            self._near_cap
+            and self._always_on
+            and len(chunk)
+            and (int(chunk.max()) >= VOICE_PEAK or int(chunk.min()) <= -VOICE_PEAK)
+        ):
             self._voice_at = t0
         if link is not None and link.session.ready:
             link.send_mic(chunk, rate, self._mic_live, t0)
@@ -359,6 +361,7 @@ class Supervisor:
             self._tools,
             receive_timeout_s=lambda: self._receive_timeout,
             on_ready=self._on_ready,
+            on_tick=self._on_tick,
             mic_to_wire=self.mic_to_wire,
             pong_latency=self.pong_latency,
         )
@@ -392,6 +395,7 @@ class Supervisor:
     def _activate(self, link: SessionLink) -> None:
         """This link now carries the mic: flush the resume buffer into it."""
         self._link = link
+        self._near_cap = False
         for chunk, rate in self._buffer.take():
             link.send_mic(chunk, rate, True)
         self._set_state(
@@ -582,19 +586,17 @@ class Supervisor:
 
     # --- background: speaking state and rollover -----------------------------------------------
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(WATCH_S)
-            link = self._link
-            if link is None or not link.session.ready or link.done.is_set():
-                continue
-            if self._state in (State.LISTENING, State.SPEAKING):
-                playing = self._audio.playing
-                self._set_state(
-                    State.SPEAKING if playing else State.LISTENING,
-                    conversation_id=link.session.conversation_id,
-                )
-            self._maybe_rollover(link)
+    def _on_tick(self, link: SessionLink) -> None:
+        """Every link tick: follow playback into SPEAKING/LISTENING, and consider a rollover."""
+        if link is not self._link or not link.session.ready or link.done.is_set():
+            return
+        if self._state in (State.LISTENING, State.SPEAKING):
+            playing = self._audio.playing
+            self._set_state(
+                State.SPEAKING if playing else State.LISTENING,
+                conversation_id=link.session.conversation_id,
+            )
+        self._maybe_rollover(link)
 
     def _cap_s(self) -> float:
         o = self._cfg.agent.overrides.max_duration_s
@@ -607,7 +609,11 @@ class Supervisor:
         ready_at = link.session.ready_at
         if ready_at is None or self._stopping:
             return
-        if link.now() - ready_at < self._cap_s() - conv.rollover_margin_s or not self.quiet():
+        if link.now() - ready_at < self._cap_s() - conv.rollover_margin_s:
+            self._near_cap = False
+            return
+        self._near_cap = True
+        if not self.quiet():
             return
         self._rollover_tried.add(link)
         self._rollover_task = asyncio.create_task(self._rollover(link))

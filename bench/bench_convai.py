@@ -1,0 +1,370 @@
+"""Conversation engine figures against the local simulator on loopback.
+
+Mic-to-wire latency, reconnect time after a 1012, the duration-cap restart gap and pong latency
+are measured in this process; CPU seconds and peak RSS of a full-duplex conversation are measured
+in a child process (the simulator stays in this one), once for voicebox and once for the official
+SDK's AsyncConversation with a null audio interface, side by side.
+Usage: bench_convai.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from voicebox.audio.formats import PCM_16000, AudioFormat  # noqa: E402
+from voicebox.audio.port import AudioStats, OnChunk  # noqa: E402
+from voicebox.config import Config, with_changes  # noqa: E402
+from voicebox.convai.supervisor import Supervisor  # noqa: E402
+from voicebox.convai.tools import ToolRegistry  # noqa: E402
+from voicebox.simulator.server import SimConfig, Simulator  # noqa: E402
+from voicebox.simulator.voice import speech_like  # noqa: E402
+
+CHUNK_S = 0.02
+SAY_S, PAUSE_S = 1.5, 2.5  # the simulated user's rhythm in the full-duplex conversation
+
+
+class NullAudio:
+    """An AudioPort whose "speaker" plays agent audio at real time into nothing (no task)."""
+
+    def __init__(self) -> None:
+        self._input = PCM_16000
+        self.output = PCM_16000
+        self.played = 0
+        self._until = 0.0  # monotonic time the queued audio ends
+
+    @property
+    def input_format(self) -> AudioFormat:
+        return self._input
+
+    async def start(self, on_chunk: OnChunk) -> None:
+        pass
+
+    def set_input_format(self, fmt: AudioFormat) -> None:
+        self._input = AudioFormat("pcm", fmt.rate)
+
+    def set_output_format(self, fmt: AudioFormat) -> None:
+        self.output = fmt
+
+    def play(self, data: bytes) -> None:
+        now = time.monotonic()
+        self.played += len(data)
+        self._until = max(self._until, now) + len(data) / (
+            self.output.rate * self.output.bytes_per_sample
+        )
+
+    def end_reply(self) -> None:
+        pass
+
+    def interrupt(self) -> None:
+        self._until = 0.0
+
+    @property
+    def playing(self) -> bool:
+        return time.monotonic() < self._until
+
+    async def drain(self, timeout: float) -> bool:
+        await asyncio.sleep(min(timeout, max(0.0, self._until - time.monotonic())))
+        return not self.playing
+
+    def set_volume(self, volume: float) -> None:
+        pass
+
+    def set_prebuffer_ms(self, ms: int) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def stats(self) -> AudioStats:
+        return AudioStats()
+
+
+def user_script(seconds: float) -> list[np.ndarray[Any, Any]]:
+    """20 ms chunks: speak SAY_S, pause PAUSE_S, repeated."""
+    n = int(16000 * CHUNK_S)
+    speech = speech_like(SAY_S, 16000)
+    cycle = np.concatenate([speech, np.zeros(int(PAUSE_S * 16000), np.int16)])
+    total = np.resize(cycle, int(seconds * 16000))
+    return [total[i : i + n] for i in range(0, len(total) - n + 1, n)]
+
+
+async def feed(on_chunk: Any, chunks: list[np.ndarray[Any, Any]] | None, seconds: float) -> None:
+    """Deliver 20 ms chunks on a real-time schedule (silence when no script)."""
+    loop = asyncio.get_running_loop()
+    silence = np.zeros(int(16000 * CHUNK_S), np.int16)
+    start = loop.time()
+    i = 0
+    while loop.time() - start < seconds:
+        chunk = chunks[i] if chunks is not None and i < len(chunks) else silence
+        r = on_chunk(chunk)
+        if asyncio.iscoroutine(r):
+            await r
+        i += 1
+        await asyncio.sleep(max(0.0, start + i * CHUNK_S - loop.time()))
+
+
+def config(url: str, **changes: Any) -> Config:
+    keys = {"agent.agent_id": "bench", "agent.api_base": url, "conversation.mode": "always_on"}
+    keys.update(changes)
+    cfg: Config = with_changes(Config(), **keys)
+    return cfg
+
+
+def pct(values: list[float], q: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q / 100 * len(v)))] if v else float("nan")
+
+
+# --- in-process figures -------------------------------------------------------------------------
+
+
+async def latency_and_pong(seconds: float) -> dict[str, Any]:
+    sim = Simulator(SimConfig(first_message="", ping_interval_s=0.5))
+    await sim.start()
+    audio = NullAudio()
+    sup = Supervisor(config(sim.url), audio, None, ToolRegistry(), lambda s, f: None)
+    await audio.start(sup.on_mic_chunk)
+    runner = asyncio.create_task(sup.run())
+    await sim.wait_connection(1)
+    await feed(sup.on_mic_chunk, user_script(seconds), seconds)
+    mic = list(sup.mic_to_wire.values)
+    pong = list(sup.pong_latency.values)
+    rtt = [x * 1000 for x in sim.connection(1).pong_latencies_s]
+    await sup.stop()
+    await runner
+    await sim.stop()
+    return {"mic": mic, "pong": pong, "rtt": rtt}
+
+
+async def restart_gaps(kind: str, rounds: int) -> list[float]:
+    """Seconds from the server's close to the first mic audio on the next connection."""
+    if kind == "cap":
+        sim = Simulator(SimConfig(first_message="", max_duration_s=1.0))
+    else:
+        sim = Simulator(SimConfig(first_message=""))
+    await sim.start()
+    audio = NullAudio()
+    # Default backoff; sessions here are short on purpose, so the quick-failure breaker is off.
+    cfg = config(
+        sim.url,
+        **{
+            "conversation.rollover": False,
+            "conversation.reconnect.quick_failures": 1000,
+            # Each round is one 1012 after a healthy session: the first backoff step.
+            "conversation.reconnect.stable_after_s": 0.2,
+        },
+    )
+    sup = Supervisor(cfg, audio, None, ToolRegistry(), lambda s, f: None)
+    await audio.start(sup.on_mic_chunk)
+    runner = asyncio.create_task(sup.run())
+    mic = asyncio.create_task(feed(sup.on_mic_chunk, None, 3600))
+    loop = asyncio.get_running_loop()
+    gaps = []
+    for i in range(1, rounds + 1):
+        conn = await sim.wait_connection(i)
+        await sim.wait_for(lambda c=conn: c.user_audio_chunks > 0)  # type: ignore[misc]
+        if kind == "1012":
+            await asyncio.sleep(0.3)
+            await sim.inject("1:close:1012", i)
+        await sim.wait_for(lambda c=conn: c.closed, timeout=15)  # type: ignore[misc]
+        t0 = loop.time()
+        nxt = await sim.wait_connection(i + 1, timeout=15)
+        await sim.wait_for(lambda c=nxt: c.user_audio_chunks > 0, timeout=15)  # type: ignore[misc]
+        gaps.append(loop.time() - t0)
+    mic.cancel()
+    await sup.stop()
+    await runner
+    await sim.stop()
+    return gaps
+
+
+# --- child processes: CPU and RSS of a full-duplex conversation ------------------------------
+
+
+async def child_voicebox(port: int, seconds: float) -> dict[str, Any]:
+    audio = NullAudio()
+    cfg = config(f"http://127.0.0.1:{port}")
+    sup = Supervisor(cfg, audio, None, ToolRegistry(), lambda s, f: None)
+    chunks = user_script(seconds)
+    await audio.start(sup.on_mic_chunk)
+    runner = asyncio.create_task(sup.run())
+    t0 = time.process_time()
+    await feed(sup.on_mic_chunk, chunks, seconds)
+    cpu = time.process_time() - t0
+    played = audio.played
+    await sup.stop()
+    await runner
+    return {"cpu_s": cpu, "played_bytes": played}
+
+
+async def child_sdk(port: int, seconds: float) -> dict[str, Any]:
+    import warnings
+
+    warnings.simplefilter("ignore")
+    from elevenlabs.client import ElevenLabs
+    from elevenlabs.conversational_ai.conversation import AsyncAudioInterface, AsyncConversation
+
+    chunks = user_script(seconds)
+    played = [0]
+    done = asyncio.Event()
+
+    class Null(AsyncAudioInterface):  # type: ignore[misc]
+        async def start(self, input_callback: Any) -> None:
+            async def pump(c: np.ndarray[Any, Any]) -> None:
+                await input_callback(c.tobytes())
+
+            self.task = asyncio.create_task(self._run(pump))
+
+        async def _run(self, pump: Any) -> None:
+            await feed(pump, chunks, seconds)
+            done.set()
+
+        async def stop(self) -> None:
+            self.task.cancel()
+
+        async def output(self, audio: bytes) -> None:
+            played[0] += len(audio)
+
+        async def interrupt(self) -> None:
+            pass
+
+    client = ElevenLabs(api_key="bench", base_url=f"http://127.0.0.1:{port}")
+    conv = AsyncConversation(client, "bench", requires_auth=False, audio_interface=Null())
+    t0 = time.process_time()
+    await conv.start_session()
+    await done.wait()
+    cpu = time.process_time() - t0
+    await conv.end_session()
+    return {"cpu_s": cpu, "played_bytes": played[0]}
+
+
+def child_main(which: str, port: int, seconds: float) -> None:
+    logging.basicConfig(level=logging.ERROR)
+    fn = child_voicebox if which == "voicebox" else child_sdk
+    out = asyncio.run(fn(port, seconds))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out["rss_mb"] = usage.ru_maxrss / 1024
+    out["cpu_total_s"] = usage.ru_utime + usage.ru_stime
+    print(json.dumps(out))
+
+
+async def run_child(which: str, seconds: float) -> dict[str, Any] | None:
+    sim = Simulator(SimConfig(reply_delay_s=0.2, max_reply_s=2.0))
+    await sim.start()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--child",
+        which,
+        "--port",
+        str(sim.port),
+        "--seconds",
+        str(seconds),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    conns = sim.connections
+    await sim.stop()
+    if proc.returncode != 0:
+        print(f"({which} child failed: {err.decode()[-400:]})", file=sys.stderr)
+        return None
+    res: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    res["turns"] = sum(len(c.turns) for c in conns)
+    res["user_audio_s"] = sum(c.user_audio_s for c in conns)
+    return res
+
+
+async def bench(quick: bool) -> None:
+    seconds = 15.0 if quick else 60.0
+    rounds = 3 if quick else 8
+    lat = await latency_and_pong(5.0 if quick else 15.0)
+    reconnect = await restart_gaps("1012", rounds)
+    cap = await restart_gaps("cap", rounds)
+    ours = await run_child("voicebox", seconds)
+    sdk = await run_child("sdk", seconds)
+
+    print(f"## Conversation engine vs the local simulator ({os.cpu_count()} CPUs, loopback)")
+    print()
+    print("| figure | measured | target |")
+    print("|---|---|---|")
+    mic = lat["mic"]
+    print(f"| mic-to-wire p50 ({len(mic)} chunks) | {pct(mic, 50):.2f} ms | |")
+    print(f"| mic-to-wire p99 | {pct(mic, 99):.2f} ms | <= 30 ms |")
+    print(
+        f"| reconnect after 1012 until audio flows (backoff 0..0.5 s), median / max "
+        f"({rounds} rounds) | "
+        f"{statistics.median(reconnect) * 1000:.0f} / {max(reconnect) * 1000:.0f} ms | <= 1 s |"
+    )
+    print(
+        f"| duration-cap restart gap, median / max ({rounds} rounds) | "
+        f"{statistics.median(cap) * 1000:.0f} / {max(cap) * 1000:.0f} ms | <= 300 ms |"
+    )
+    pong, rtt = lat["pong"], lat["rtt"]
+    print(
+        f"| pong latency, ping received to pong written, p50 / max | "
+        f"{pct(pong, 50):.2f} / {max(pong, default=float('nan')):.2f} ms | |"
+    )
+    print(
+        f"| ping round trip seen by the server, p50 / max | "
+        f"{pct(rtt, 50):.2f} / {max(rtt, default=float('nan')):.2f} ms | |"
+    )
+    if ours is not None:
+        print(
+            f"| voicebox CPU for a {seconds:.0f} s full-duplex conversation | "
+            f"{ours['cpu_s']:.2f} s ({ours['cpu_s'] / seconds * 100:.1f} % of a core) | |"
+        )
+        print(f"| voicebox peak RSS (whole process) | {ours['rss_mb']:.1f} MB | <= 60 MB |")
+        print(
+            f"| user turns heard / agent audio played | {ours['turns']} / "
+            f"{ours['played_bytes'] / 32000:.1f} s | |"
+        )
+    if ours is not None and sdk is not None:
+        print(f"| SDK AsyncConversation CPU, same conversation | {sdk['cpu_s']:.2f} s | |")
+        print(f"| SDK peak RSS | {sdk['rss_mb']:.1f} MB | |")
+        print(
+            f"| SDK user turns heard / agent audio played | {sdk['turns']} / "
+            f"{sdk['played_bytes'] / 32000:.1f} s | |"
+        )
+        ratio = ours["cpu_s"] / sdk["cpu_s"] if sdk["cpu_s"] else float("nan")
+        print(f"| CPU ratio voicebox / SDK | {ratio:.2f} | <= 0.5 |")
+        print(f"| RSS ratio voicebox / SDK | {ours['rss_mb'] / sdk['rss_mb']:.2f} | |")
+    print()
+    print(
+        "The SDK does not reconnect; its rows cover only the conversation itself. Both clients"
+        " send the same 20 ms mic chunks; audio output goes to a null sink."
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--child", choices=["voicebox", "sdk"])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    if args.child:
+        child_main(args.child, args.port, args.seconds)
+        return 0
+    logging.basicConfig(level=logging.ERROR)
+    asyncio.run(bench(args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
