@@ -354,3 +354,49 @@ async def test_stop_closes_cleanly_and_is_idempotent() -> None:
         assert conn.close_code == 1000 and conn.closed_by == "client"
     assert r.sup.state == State.STOPPING
     json.dumps(r.sup.snapshot())  # the status socket serialises it
+
+
+@pytest.mark.asyncio
+async def test_http_429_honours_retry_after() -> None:
+    async with rig(SimConfig(faults=(m_fault("1:http:429"),), **QUIET)) as r:  # type: ignore[arg-type]
+        second = await r.sim.wait_connection(2, timeout=10)
+        await r.sim.wait_for(lambda: second.user_audio_chunks > 0)
+        assert r.sim.connection(1).http_status == 429
+        [scheduled] = r.logs.events("reconnect.scheduled")
+        assert scheduled["DELAY_S"] >= 1.0  # the simulator's Retry-After: 1
+        [failed] = r.logs.events("connect.failed")
+        assert failed["CLASS"] == "transient" and "429" in failed["REASON"]
+
+
+@pytest.mark.asyncio
+async def test_end_conversation_goes_idle_until_the_next_press() -> None:
+    async with rig(SimConfig(**QUIET)) as r:  # type: ignore[arg-type]
+        first = await r.sim.wait_connection(1)
+        await r.wait_state(State.LISTENING)
+        r.sup.end_conversation()
+        await r.wait_state(State.IDLE)
+        await r.sim.wait_for(lambda: first.closed)
+        assert first.closed_by == "client" and first.close_reason == "end of conversation"
+        await asyncio.sleep(0.3)
+        assert len(r.sim.connections) == 1
+        r.sup.press()
+        await r.sim.wait_connection(2)
+        await r.wait_state(State.LISTENING)
+
+
+@pytest.mark.asyncio
+async def test_update_config_and_runtime_knobs() -> None:
+    from voicebox.config import with_changes
+
+    async with rig(SimConfig(**QUIET), conversation__mode="push_to_talk") as r:  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        assert r.sup.state == State.IDLE and not r.sim.connections
+        r.sup.set_receive_timeout(3.5)
+        r.sup.set_resume_buffer_s(1.5)
+        snap = r.sup.snapshot()
+        assert snap["receive_timeout_s"] == 3.5 and snap["resume_buffer_s"] == 1.5
+        cfg = with_changes(r.sup._cfg, **{"conversation.mode": "always_on"})
+        r.sup.update_config(cfg)  # SIGHUP into always_on: a session opens by itself
+        await r.sim.wait_connection(1)
+        await r.wait_state(State.LISTENING)
+        assert r.sup.snapshot()["mode"] == "always_on"

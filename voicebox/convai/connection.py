@@ -172,6 +172,8 @@ async def fetch_signed_url(agent: AgentConfig, api_key: Secret | None) -> str:
 
 async def open_socket(agent: AgentConfig, api_key: Secret | None) -> ClientConnection:
     """Connect to the agent; ConnectFailure(end) on any failure."""
+    if not agent.agent_id.strip():
+        raise ConnectFailure(SessionEnd(EndClass.CONFIG, "agent.agent_id is not set"))
     if agent.requires_auth:
         url = await fetch_signed_url(agent, api_key)
     else:

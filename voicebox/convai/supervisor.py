@@ -224,6 +224,7 @@ class Supervisor:
         if not self._always_on:
             self._mic_live = False
         self._interrupt.set()
+        self._audio.interrupt()  # the user ended it: stop the agent mid-sentence too
         link = self._link
         if link is not None and not link.done.is_set():
             link.act(link.session.close(1000, "end of conversation"))
