@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 THERMAL_PATH = "sys/class/thermal/thermal_zone0/temp"
 THROTTLED_PATHS = (
     "sys/devices/platform/soc/soc:firmware/get_throttled",
-    "sys/devices/platform/soc@107c000000/soc@107c000000:firmware/get_throttled",
     "run/voicebox/throttled",  # written by an optional root timer running `vcgencmd`
 )
+THROTTLED_GLOB = "sys/devices/platform/*/*firmware*/get_throttled"  # other device-tree names
 MODEL_PATH = "proc/device-tree/model"
 SENSOR_NAMES = ("cpu_thermal", "coretemp", "k10temp", "zenpower", "soc_thermal", "cpu-thermal")
 THROTTLE_BITS = {
@@ -109,6 +109,10 @@ class SystemReader:
 
     def __init__(self, root: Path = Path("/")) -> None:
         self.root = root
+        found = sorted(str(p.relative_to(root)) for p in root.glob(THROTTLED_GLOB))
+        self._throttled_paths = THROTTLED_PATHS + tuple(
+            p for p in found if p not in THROTTLED_PATHS
+        )
         self._process: psutil.Process | None = None
         try:
             self._process = psutil.Process()
@@ -205,7 +209,7 @@ class SystemReader:
         return None
 
     def throttled(self) -> int | None:
-        for rel in THROTTLED_PATHS:
+        for rel in self._throttled_paths:
             text = _read_text(self.root / rel)
             if text is not None:
                 return parse_throttled(text)

@@ -169,3 +169,8 @@ def test_snapshot_and_health_line(tmp_path: Path) -> None:
     assert fields["throttled_now"] == "throttled"
     assert fields["underruns"] == 3 and fields["reconnects"] == 1
     assert fields["mem_available_mb"] > 0
+
+
+def test_throttled_found_under_another_firmware_node(tmp_path: Path) -> None:
+    write(tmp_path, "sys/devices/platform/axi/axi:firmware/get_throttled", "80008\n")
+    assert SystemReader(tmp_path).throttled() == 0x80008
