@@ -286,10 +286,11 @@ def run_mode(
     max_duration_s: float = 600.0,
     stall_ms: int = 0,
     name: str | None = None,
+    out: Path = OUT,
 ) -> dict[str, Any]:
     """One scenario subprocess (plus its simulator) under `stress` busy workers."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    csv_path = OUT / f"{name or 'stress_' + mode}.csv"
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / f"{name or 'stress_' + mode}.csv"
     port = free_port()
     me = str(Path(__file__).resolve())
     with tempfile.TemporaryDirectory(prefix="vb-stress-") as tmp, Stress(stress):
@@ -342,7 +343,7 @@ def run_mode(
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     result["rtt"] = summary(rtts)
     result["stress"] = stress
-    result["csv"] = str(csv_path.relative_to(HERE))
+    result["csv"] = str(csv_path)
     return result
 
 
@@ -387,7 +388,7 @@ def plot(
     for col, (title, results) in enumerate(groups):
         axes = [fig.add_subplot(grid[r, col]) for r in range(3)]
         for res in results:
-            rows = read_csv(HERE / res["csv"])
+            rows = read_csv(Path(res["csv"]))
             mode, color = res["mode"], colors.get(res["mode"], "k")
             t = [float(r["t"]) for r in rows]
             axes[0].plot(
@@ -449,7 +450,7 @@ def plot(
             ax.grid(alpha=0.3)
     if rss:
         ax = fig.add_subplot(grid[3, :])
-        rows = read_csv(HERE / rss["csv"])
+        rows = read_csv(Path(rss["csv"]))
         rss_mb = [float(r["rss_mb"]) for r in rows]
         ax.plot([float(r["t"]) / 60 for r in rows], rss_mb, "k")
         ax.set_ylabel("RSS, MB")
@@ -603,7 +604,8 @@ def main() -> int:
     print("![buffer level, underruns and tuning changes under load](report.png)")
     csvs = [r["csv"] for r in [*stress, *stalls, *([rss] if rss else [])]]
     print()
-    print("Time series (every 0.5 s): " + ", ".join(f"bench/{c}" for c in csvs))
+    shown = [os.path.relpath(c, HERE.parent) for c in csvs]
+    print("Time series (every 0.5 s): " + ", ".join(shown))
     return 0
 
 
