@@ -117,7 +117,6 @@ class Supervisor:
         self._interrupt = asyncio.Event()  # cuts a backoff wait short (stop, end_conversation)
         self._stop = asyncio.Event()
         self._stopping = False
-        self._running = False
         self._last_close: dict[str, Any] = {}
         self._voice_at = -1e9  # perf_counter time the mic last carried voice (always_on)
         self._near_cap = False  # the current session is inside the rollover margin
@@ -146,7 +145,6 @@ class Supervisor:
 
     async def run(self) -> None:
         """Keep conversations available until stop()."""
-        self._running = True
         try:
             while not self._stopping:
                 if not self._wanted:
@@ -164,7 +162,6 @@ class Supervisor:
             link = self._link
             if link is not None and not link.done.is_set():
                 await self._close_link(link, "shutdown")
-            self._running = False
 
     async def stop(self) -> None:
         """Close the socket cleanly (1000, short timeout); idempotent."""
@@ -635,6 +632,9 @@ class Supervisor:
                     await new.ready.wait()
             except TimeoutError:
                 pass
+            except asyncio.CancelledError:  # shutdown while the next session was opening
+                new.ws.transport.abort()
+                raise
             if (
                 not new.ready.is_set()
                 or new.done.is_set()
