@@ -30,7 +30,8 @@ def test_conversation_url_is_derived_and_quoted() -> None:
 
 @pytest.mark.asyncio
 async def test_1012_reconnects_with_backoff_and_audio_flows_again() -> None:
-    async with rig(SimConfig(faults=(m_fault("1:close:1012:0.5"),), ping_interval_s=0.2)) as r:
+    sim = SimConfig(faults=(m_fault("1:close:1012:0.5"),), ping_interval_s=0.2, first_message="")
+    async with rig(sim) as r:
         first = await r.sim.wait_connection(1)
         await r.sim.wait_for(lambda: first.closed)
         assert first.close_code == 1012 and first.closed_by == "server"
@@ -71,10 +72,10 @@ async def test_config_failures_degrade_without_a_hot_loop(
     fault: str, cause: str, key: str | None
 ) -> None:
     sim = SimConfig(faults=(m_fault(fault),), **QUIET)  # type: ignore[arg-type]
-    async with rig(sim, api_key=key) as r:
+    async with rig(sim, api_key=key, conversation__reconnect__degraded_s=1.5) as r:
         await r.wait_state(State.DEGRADED, timeout=10)
         entered = len(r.sim.connections)
-        await asyncio.sleep(0.6)  # well inside degraded_s (1 s): no new attempt
+        await asyncio.sleep(0.5)  # well inside degraded_s (1.5 s): no new attempt
         assert len(r.sim.connections) == entered
         await r.sim.wait_for(lambda: len(r.sim.connections) == entered + 1, timeout=5)
         errors = r.logs.events("session.degraded")
