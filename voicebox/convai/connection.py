@@ -69,7 +69,7 @@ class ConnectFailure(Exception):
         self.end = end
 
 
-def _base(api_base: str, scheme: str | None = None) -> urllib.parse.SplitResult:
+def _base(api_base: str) -> urllib.parse.SplitResult:
     parts = urllib.parse.urlsplit(api_base)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"agent.api_base must be an http(s) URL, got {api_base!r}")
@@ -278,9 +278,6 @@ class SessionLink:
         for action in self.session.mic(chunk, rate, live, self.now()):
             if type(action) is Send:
                 self._queue(action.frame, t0)
-
-    def send_frame(self, frame: str) -> None:
-        self._queue(frame, None)
 
     def act(self, actions: list[Action]) -> None:
         """Carry out actions from outside the receive loop (sends are queued)."""
