@@ -49,6 +49,8 @@ async def test_1012_reconnects_with_backoff_and_audio_flows_again() -> None:
         assert snap["conversation_id"] == "conv_sim_2"
         assert snap["counters"]["reconnects"] == 1
         assert snap["last_close"]["code"] == 1012
+        assert snap["pong_latency"]["n"] >= 2  # every ping was answered and timed
+        assert snap["pong_ms_p50"] is not None  # the service's RTT estimate, for tuning
 
 
 def m_fault(spec: str) -> Any:

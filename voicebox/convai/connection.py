@@ -244,6 +244,7 @@ class SessionLink:
         tool_timeout_s: float = TOOL_TIMEOUT_S,
         mic_to_wire: LatencyStats | None = None,
         pong_latency: LatencyStats | None = None,
+        round_trip: LatencyStats | None = None,
     ) -> None:
         self.ws = ws
         self.session = session
@@ -264,6 +265,7 @@ class SessionLink:
         self.out_dropped = 0
         self.mic_to_wire = mic_to_wire if mic_to_wire is not None else LatencyStats()
         self.pong_latency = pong_latency if pong_latency is not None else LatencyStats()
+        self.round_trip = round_trip if round_trip is not None else LatencyStats(64)
         self.probes = 0
         self.last_frame_at = self._loop.time()
         self.task: asyncio.Task[None] | None = None
@@ -399,8 +401,17 @@ class SessionLink:
                     await ws.send(a.frame)
                     if type(ev) is messages.Ping:
                         self.pong_latency.add(time.perf_counter() - t_recv)
+                        self._sample_round_trip(ev)
                 else:
                     self._local(a)
+
+    def _sample_round_trip(self, ev: messages.ServerEvent) -> None:
+        """The link's round trip: the service's own estimate, else our keepalive's."""
+        assert isinstance(ev, messages.Ping)
+        if ev.ping_ms is not None and ev.ping_ms >= 0:
+            self.round_trip.add(ev.ping_ms / 1000.0)
+        elif self.ws.latency > 0:
+            self.round_trip.add(self.ws.latency)
 
     def _local(self, a: Action) -> None:
         t = type(a)

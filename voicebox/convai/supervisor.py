@@ -122,6 +122,7 @@ class Supervisor:
         self._near_cap = False  # the current session is inside the rollover margin
         self.mic_to_wire = LatencyStats()
         self.pong_latency = LatencyStats()
+        self.round_trip = LatencyStats(64)
         self._counters = {
             "sessions": 0,
             "connect_failures": 0,
@@ -293,7 +294,9 @@ class Supervisor:
             "turns": counters["turns"],
             "rollovers": counters["rollovers"],
             "degraded": self._policy.degraded,
-            "pong_latency": self.pong_latency.summary(),
+            "pong_latency": self.pong_latency.summary(),  # ping received -> pong written
+            "round_trip": self.round_trip.summary(),  # the link's RTT (service's ping_ms)
+            "pong_ms_p50": self.round_trip.summary().get("p50_ms"),  # for adaptive tuning
             "mic_to_wire": self.mic_to_wire.summary(),
             "receive_timeout_s": self._receive_timeout,
             "resume_buffer_s": self._buffer.seconds,
@@ -362,6 +365,7 @@ class Supervisor:
             on_tick=self._on_tick,
             mic_to_wire=self.mic_to_wire,
             pong_latency=self.pong_latency,
+            round_trip=self.round_trip,
         )
         self._counters["sessions"] += 1
         link.task = asyncio.create_task(link.run())
