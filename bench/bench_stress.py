@@ -150,17 +150,9 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
             tick_changes.append(f"{c.name}={c.new}")
             all_changes.append((time.monotonic() - t0, c))
 
-    def on_sample(sample: Sample) -> None:
-        pongs = sup.pong_latency.values
-        apply(
-            tuner.update(
-                time.monotonic(),
-                sample,
-                engine.stats(),
-                pongs[-1] if pongs else None,
-                sup.quiet(),
-            )
-        )
+    def on_sample(sample: Sample) -> None:  # as the daemon's _on_sample
+        pong_ms = sup.snapshot().get("pong_ms_p50")
+        apply(tuner.update(time.monotonic(), sample, engine.stats(), pong_ms, sup.quiet()))
 
     t = tuner.current
     engine.set_prebuffer_ms(t.prebuffer_ms)
