@@ -152,6 +152,23 @@ async def test_duration_cap_restarts_at_once_with_the_context_and_no_greeting() 
 
 
 @pytest.mark.asyncio
+async def test_duration_cap_restart_is_not_reported_as_trouble_after_an_earlier_drop() -> None:
+    # A 1012 first (backoff attempt 1, conversation not yet stable), then the cap on the next
+    # session: the cap restart is a planned continuation, so it is CONNECTING, not RECONNECTING
+    # (which would light the trouble LED and speak "Reconnecting").
+    sim = SimConfig(max_duration_s=1.5, faults=(m_fault("1:close:1012:0.3"),), **QUIET)  # type: ignore[arg-type]
+    async with rig(sim, conversation__reconnect__initial_s=0.05) as r:
+        third = await r.sim.wait_connection(3, timeout=15)
+        await r.sim.wait_for(lambda: third.conversation_id != "", timeout=5)
+        classes = [e["CLASS"] for e in r.logs.events("session.closed")]
+        assert classes == ["transient", "duration_cap"]
+        cap_at = max(i for i, (s, f) in enumerate(r.states) if s is State.RECONNECTING)
+        after_cap = r.states[cap_at + 1 :]
+        assert (State.CONNECTING, {"reason": "duration_cap"}) in after_cap
+        assert State.RECONNECTING not in [s for s, _ in after_cap]
+
+
+@pytest.mark.asyncio
 async def test_duration_cap_without_first_message_override_sends_none() -> None:
     async with rig(SimConfig(max_duration_s=0.6, **QUIET)) as r:  # type: ignore[arg-type]
         await r.sim.wait_connection(2)

@@ -113,6 +113,7 @@ class Supervisor:
         self._rollover_task: asyncio.Task[None] | None = None
         self._history: deque[tuple[str, str]] = deque(maxlen=TRANSCRIPT_LINES)
         self._carry = False  # the next session continues the conversation
+        self._cap_restart = False  # the next session replaces one that hit the duration cap
         self._wake = asyncio.Event()
         self._interrupt = asyncio.Event()  # cuts a backoff wait short (stop, end_conversation)
         self._stop = asyncio.Event()
@@ -415,8 +416,11 @@ class Supervisor:
     async def _attempt(self) -> None:
         """One session from connect to end, then act on how it ended."""
         degraded = self._policy.degraded
-        retrying = self._policy.attempt > 0
-        if not degraded:
+        if self._cap_restart:  # a planned continuation, not trouble: no backoff, no alarm
+            self._cap_restart = False
+            self._set_state(State.CONNECTING, reason="duration_cap")
+        elif not degraded:
+            retrying = self._policy.attempt > 0
             self._set_state(
                 State.RECONNECTING if retrying else State.CONNECTING,
                 attempt=self._policy.attempt or None,
@@ -534,6 +538,7 @@ class Supervisor:
         if end.end_class is EndClass.DURATION_CAP:
             self._counters["duration_caps"] += 1
             self._carry = True
+            self._cap_restart = True
             event(log, "reconnect.scheduled", attempt=0, delay_s=0, **_cls(end))
             return
         if end.end_class is EndClass.NORMAL:
