@@ -32,7 +32,7 @@ NEEDS_QUIET = frozenset({"ring_ms", "chunk_ms", "latency_s"})  # reopen a stream
 
 # profile -> (lowest initial pre-roll ms, largest ring ms): small boards start safer and leaner
 PROFILES: dict[str, tuple[int, int]] = {
-    "pi5-2gb": (200, 15000),
+    "pi5-2gb": (200, 20000),
     "pi": (200, 20000),
     "small": (160, 20000),
     "pi5": (150, 30000),
@@ -100,7 +100,6 @@ class Tuner:
             max(c.receive_timeout_s, t.receive_timeout_max_s),
         )
         self.latency_loaded = max(c.latency_s or 0.0, LOAD_LATENCY_S)
-        self.resume_hi = c.resume_buffer_s
         self.resume_lo = min(c.resume_buffer_s, RESUME_FLOOR_S)
         # the starting point: the configured values, adjusted for the board
         pre_floor, ring_cap = PROFILES.get(env.profile, PROFILES["desktop"])
@@ -118,6 +117,7 @@ class Tuner:
         self._want: dict[str, Any] = dataclasses.asdict(self.base)
         self._why: dict[str, str] = {}
         self._stepped: dict[str, float] = {}
+        self._ring_floor = self.ring_lo  # raised for good when the ring overflows
         self._last_audio: AudioStats | None = None
         self._pong_ms: float | None = None
         never = -math.inf
@@ -130,11 +130,11 @@ class Tuner:
 
     # --- inputs ------------------------------------------------------------------------------
 
-    def _deltas(self, audio: AudioStats) -> tuple[int, int, int]:
-        """(underruns, output underflows, dropped/overflowed capture) since the last update."""
+    def _deltas(self, audio: AudioStats) -> tuple[int, int, int, int]:
+        """(underruns, output underflows, capture lost, ring overflows) since the last update."""
         last, self._last_audio = self._last_audio, dataclasses.replace(audio)
         if last is None:
-            return 0, 0, 0
+            return 0, 0, 0, 0
 
         def d(name: str) -> int:
             return max(0, int(getattr(audio, name)) - int(getattr(last, name)))  # a reset is 0
@@ -143,6 +143,7 @@ class Tuner:
             d("underruns"),
             d("output_underflows"),
             d("input_overflows") + d("dropped_chunks"),
+            d("ring_overflows"),
         )
 
     def _load(self, s: Sample | None) -> tuple[str, str]:
@@ -191,7 +192,7 @@ class Tuner:
         """Feed the latest readings; returns the changes to apply now (none if not adaptive)."""
         if not self.adaptive:
             return []
-        underruns, underflows, capture_lost = self._deltas(audio)
+        underruns, underflows, capture_lost, ring_overflows = self._deltas(audio)
         load, load_why = self._load(sample)
         memory = self._memory(sample)
         if pong_ms is not None and math.isfinite(pong_ms) and pong_ms >= 0:
@@ -258,15 +259,25 @@ class Tuner:
         elif target < 0.9 * rt and quiet_link and self._can_step("receive_timeout_s", now):
             self._set("receive_timeout_s", max(target, math.floor(rt * 1.6) / 2), "quiet", now)
 
+        # a full ring drops agent audio: grow it, and never shrink it below that again
+        if ring_overflows:
+            ring = self._want["ring_ms"]
+            self._ring_floor = min(self.ring_hi, max(self._ring_floor, 2 * ring))
+            self._set("ring_ms", self._ring_floor, f"ring_overflows={ring_overflows}", now)
+
         # memory pressure: shrink what can shrink, a step at a time; restore once it has passed
-        for name, lo in (("ring_ms", self.ring_lo), ("resume_buffer_s", self.resume_lo)):
+        ring_normal = max(base.ring_ms, self._ring_floor)
+        for name, lo, normal in (
+            ("ring_ms", self._ring_floor, ring_normal),
+            ("resume_buffer_s", self.resume_lo, base.resume_buffer_s),
+        ):
             value = self._want[name]
             if memory == "low" and value > lo and self._can_step(name, now):
                 half = max(lo, value // 2 if name == "ring_ms" else value / 2)
                 why = f"mem_available_mb={sample.mem_available_mb:.0f}" if sample else "memory"
                 self._set(name, half, why, now)
             elif memory == "ok" and now - self._memory_trouble >= HOLD_S:
-                self._set(name, getattr(base, name), "memory_ok", now)
+                self._set(name, normal, "memory_ok", now)
 
         return self._apply(between_replies)
 

@@ -57,7 +57,7 @@ def test_initial_values_from_config_and_profile() -> None:
         3.0,
     )
     pi = Tuner(Config(), PI).current
-    assert pi.prebuffer_ms == 200 and pi.ring_ms == 15000  # larger pre-roll, smaller ring
+    assert pi.prebuffer_ms == 200 and pi.ring_ms == 20000  # larger pre-roll, smaller ring
 
 
 def test_not_adaptive_pins_the_configured_values() -> None:
@@ -134,6 +134,21 @@ def test_memory_pressure_shrinks_ring_and_resume_buffer_then_restores() -> None:
     assert restored == {"ring_ms": 30000, "resume_buffer_s": 3.0}
 
 
+def test_ring_overflows_grow_the_ring_and_memory_pressure_respects_it() -> None:
+    tuner = Tuner(Config(), PI)  # ring starts at 20000 of 30000
+    tuner.update(0.0, CALM, AudioStats(), None, True)
+    grown = names(tuner.update(1.0, CALM, AudioStats(ring_overflows=3), None, False))
+    assert "ring_ms" not in grown  # a stream change waits for a quiet moment
+    change = names(tuner.update(2.0, CALM, AudioStats(ring_overflows=3), None, True))["ring_ms"]
+    assert (change.old, change.new, change.reason) == (20000, 30000, "ring_overflows=3")
+    t = 2.0
+    while t < 200:
+        t += 1.0
+        tuner.update(t, sample(mem=50), AudioStats(ring_overflows=3), None, True)
+    assert tuner.current.ring_ms == 30000  # never shrunk below what overflowed
+    assert tuner.current.resume_buffer_s == 0.5
+
+
 def test_slow_pongs_lengthen_the_receive_timeout_within_bounds() -> None:
     tuner = Tuner(config(receive_timeout_max_s=5.0), DESKTOP)
     for i in range(30):
@@ -157,6 +172,7 @@ steps = st.tuples(
     st.none() | samples,
     st.integers(0, 3),  # new underruns
     st.integers(0, 2),  # new dropped chunks
+    st.sampled_from([0, 0, 0, 1]),  # new ring overflows
     st.none() | st.floats(0, 3000),  # pong ms
     st.booleans(),  # between replies
     st.floats(0.1, 30),  # time step
@@ -181,10 +197,13 @@ def run(
 ) -> tuple[float, AudioStats, list[TuningChange]]:
     audio = audio or AudioStats()
     out: list[TuningChange] = []
-    for s, under, drops, pong, between, dt in seq:
+    for s, under, drops, full, pong, between, dt in seq:
         t += dt
         audio = dataclasses.replace(
-            audio, underruns=audio.underruns + under, dropped_chunks=audio.dropped_chunks + drops
+            audio,
+            underruns=audio.underruns + under,
+            dropped_chunks=audio.dropped_chunks + drops,
+            ring_overflows=audio.ring_overflows + full,
         )
         out += tuner.update(t, s, audio, pong, between)
     return t, audio, out
@@ -223,8 +242,7 @@ def test_a_steady_input_converges_without_flapping(
 ) -> None:
     tuner = Tuner(cfg, env)
     t, audio, _ = run(tuner, prefix)
-    s, under, drops, pong, between, _ = steady
-    step = (s, under, drops, pong, between, 1.0)
+    step = (*steady[:-1], 1.0)
     # the prefix's own trouble (and changes it left pending) may play out for one quiet period
     t, audio, _ = run(tuner, [step] * int(HOLD_S + 1), t, audio)
     t, audio, changes = run(tuner, [step] * 900, t, audio)
