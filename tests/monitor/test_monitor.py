@@ -174,3 +174,27 @@ def test_snapshot_and_health_line(tmp_path: Path) -> None:
 def test_throttled_found_under_another_firmware_node(tmp_path: Path) -> None:
     write(tmp_path, "sys/devices/platform/axi/axi:firmware/get_throttled", "80008\n")
     assert SystemReader(tmp_path).throttled() == 0x80008
+
+
+class NoProcReader(SystemReader):
+    """What the real reader gives when /proc/stat and /proc/meminfo are hidden (ProcSubset=pid)."""
+
+    def cpu_percent(self) -> float | None:
+        return None
+
+    def mem_available_mb(self) -> float | None:
+        return None
+
+
+def test_unreadable_readings_are_named_logged_once_and_never_raise(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monitor = Monitor(MonitorConfig(), NoProcReader(tmp_path))
+    with caplog.at_level("WARNING", logger="voicebox.monitor"):
+        first = monitor.sample()
+        second = monitor.sample()
+    assert first.unreadable == second.unreadable == ("cpu", "mem_available")
+    assert second.cpu_percent == 0.0 and second.rss_mb > 0
+    warned = [r.getMessage() for r in caplog.records if "monitor.unreadable" in r.getMessage()]
+    assert warned == ["monitor.unreadable reading=cpu", "monitor.unreadable reading=mem_available"]
+    assert monitor.snapshot()["unreadable"] == ["cpu", "mem_available"]

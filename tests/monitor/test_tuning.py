@@ -149,6 +149,13 @@ def test_ring_overflows_grow_the_ring_and_memory_pressure_respects_it() -> None:
     assert tuner.current.resume_buffer_s == 0.5
 
 
+def test_unreadable_memory_is_not_memory_pressure() -> None:
+    tuner = Tuner(Config(), DESKTOP)
+    blind = dataclasses.replace(sample(mem=0.0), unreadable=("mem_available",))
+    for i in range(100):
+        assert tuner.update(float(i), blind, AudioStats(), None, True) == []
+
+
 def test_slow_pongs_lengthen_the_receive_timeout_within_bounds() -> None:
     tuner = Tuner(config(receive_timeout_max_s=5.0), DESKTOP)
     for i in range(30):
