@@ -9,6 +9,7 @@ import numpy as np
 from voicebox.audio.formats import AudioFormat, ulaw_decode
 from voicebox.convai import messages as m
 from voicebox.convai.session import (
+    REPLY_GAP_S,
     Close,
     EndReply,
     Interrupt,
@@ -187,6 +188,20 @@ def test_agent_response_complete_ends_the_reply() -> None:
     s.receive(m.Audio(1, b"\x00\x00", None), 1.0)
     assert s.receive(m.AgentResponseComplete(), 1.1) == [EndReply()]
     assert not s.speaking()
+
+
+def test_a_gap_in_agent_audio_ends_the_reply_without_agent_response_complete() -> None:
+    # Not every agent lists agent_response_complete in its client_events: without this the
+    # playback would sit inside a "reply" with an empty ring, counting underruns.
+    s = _ready()
+    s.receive(m.Audio(1, b"\x00\x00", None), 1.0)
+    assert EndReply() not in s.tick(1.0 + REPLY_GAP_S / 2, playing=True)
+    assert s.speaking()
+    s.receive(m.Audio(2, b"\x00\x00", None), 1.0 + REPLY_GAP_S / 2)
+    assert EndReply() not in s.tick(1.0 + REPLY_GAP_S, playing=True)  # audio still arriving
+    assert s.tick(1.0 + 2 * REPLY_GAP_S, playing=True) == [EndReply()]
+    assert not s.speaking()
+    assert EndReply() not in s.tick(1.0 + 3 * REPLY_GAP_S, playing=True)  # once
 
 
 def test_idle_close_in_push_to_talk() -> None:

@@ -169,6 +169,23 @@ async def test_duration_cap_restart_is_not_reported_as_trouble_after_an_earlier_
 
 
 @pytest.mark.asyncio
+async def test_a_session_lost_mid_reply_lets_the_received_audio_play_out() -> None:
+    # The close comes while the greeting is still streaming: what arrived must be ended as a
+    # reply (played out, no underrun, state leaves speaking), not left waiting for more.
+    sim = SimConfig(
+        first_message="x" * 120, faults=(m_fault("1:close:1012:0.4"),), ping_interval_s=5.0
+    )
+    async with rig(sim) as r:
+        first = await r.sim.wait_connection(1)
+        await r.sim.wait_for(lambda: first.closed, timeout=10)
+        await r.sim.wait_connection(2)
+        kinds = [kind for kind, _ in r.audio.events]
+        assert "play" in kinds
+        first_play = kinds.index("play")
+        assert "end_reply" in kinds[first_play:]
+
+
+@pytest.mark.asyncio
 async def test_duration_cap_without_first_message_override_sends_none() -> None:
     async with rig(SimConfig(max_duration_s=0.6, **QUIET)) as r:  # type: ignore[arg-type]
         await r.sim.wait_connection(2)

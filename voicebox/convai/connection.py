@@ -317,6 +317,9 @@ class SessionLink:
                 session.closed(
                     code if code != 1006 else None, self.ws.close_reason or "", self.now()
                 )
+            if session.in_reply:  # what already arrived of the reply plays out; no underrun
+                session.in_reply = False
+                self.audio.end_reply()
             self.done.set()
             if self.ws.state.name != "CLOSED":
                 self.ws.transport.abort()

@@ -97,6 +97,7 @@ Action = (
 )
 
 TRANSCRIPT_LINES = 64
+REPLY_GAP_S = 0.5  # no agent audio for this long: the reply is over
 _TEXT_MAX = 2000
 
 
@@ -155,6 +156,7 @@ class Session:
         self.last_ping_ms: int | None = None
         self.waiting_reply = False  # the user finished a turn; no reply started yet
         self.in_reply = False  # agent audio is arriving
+        self._last_audio_at = 0.0
         self.user_active_at = -1e9  # the service last heard the user (VAD, tentative transcript)
         self._drop_upto = -1  # audio with event_id <= this is stale
         self._last_audio_id = -1
@@ -221,6 +223,7 @@ class Session:
                 self.stale_audio += 1
                 return []
             self._last_audio_id = ev.event_id
+            self._last_audio_at = now
             self.in_reply = True
             self.waiting_reply = False
             self._last_activity = now
@@ -435,6 +438,11 @@ class Session:
             return []
         if playing or self.pending_tools:
             self._last_activity = now
+        if self.in_reply and now - self._last_audio_at >= REPLY_GAP_S:
+            # The service streams a reply ahead of real time, so a gap this long means the reply
+            # is over; agent_response_complete is not in every agent's client_events.
+            self.in_reply = False
+            return [EndReply()]
         idle = self.settings.idle_close_s
         if idle is not None and now - self._last_activity >= idle:
             return [
