@@ -90,6 +90,10 @@ class Daemon:
                         return line
                 await asyncio.sleep(0.05)
 
+    async def stdin_drain(self) -> None:
+        assert self.proc.stdin is not None
+        await self.proc.stdin.drain()
+
     async def stop(self) -> int:
         if self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -101,7 +105,7 @@ class Daemon:
 
 @contextlib.asynccontextmanager
 async def run_daemon(
-    tmp: Path, config: Path, env_extra: dict[str, str] | None = None
+    tmp: Path, config: Path, env_extra: dict[str, str] | None = None, *args: str
 ) -> AsyncIterator[Daemon]:
     sock_path = tmp / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -120,8 +124,9 @@ async def run_daemon(
         "run",
         "--config",
         str(config),
+        *args,
         stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE if args else asyncio.subprocess.DEVNULL,
         env=env,
     )
     daemon = Daemon(proc, notify)
@@ -235,3 +240,30 @@ def test_invalid_config_exits_78_without_traceback(
     assert res.returncode == 78
     assert expected in res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.asyncio
+async def test_push_to_talk_with_the_simulated_button(tmp_path: Path, sim: Simulator) -> None:
+    _input_wav(tmp_path / "in.wav")
+    config = _config(tmp_path, sim.url)
+    text = config.read_text().replace(
+        "  mode: always_on\n", "  mode: push_to_talk\n  idle_close_s: 1.5\n"
+    )
+    config.write_text(text)
+    async with run_daemon(tmp_path, config, None, "--simulate-button") as d:
+        await d.note("READY=1")
+        await d.log_line("button.simulated")
+        assert not sim.connections  # push-to-talk: nothing is open (or billed) before a press
+        assert d.proc.stdin is not None
+        d.proc.stdin.write(b"\n")  # press: talk
+        await d.stdin_drain()
+        first = await sim.wait_connection(1, timeout=HANG_GUARD_S)
+        await sim.wait_for(lambda: first.user_audio_chunks >= 10, timeout=HANG_GUARD_S)
+        d.proc.stdin.write(b"\n")  # release: the mic is gated, silence keeps the socket open
+        await d.stdin_drain()
+        await sim.wait_for(lambda: first.closed, timeout=HANG_GUARD_S)  # idle close
+        assert (first.close_code, first.closed_by) == (1000, "client")
+        await d.note("STATUS=idle")
+        assert await d.stop() == 0
+    log = "\n".join(d.lines)
+    assert "session.idle" in log and "Traceback" not in log
