@@ -7,6 +7,7 @@ fields EVENT, CONVERSATION_ID and CLOSE_CODE. Registered secrets are scrubbed fr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -40,18 +41,36 @@ def _fmt(value: Any) -> str:
     return text
 
 
+# journald field names: upper-case letters, digits and _, not starting with _ or a digit.
+_JOURNAL_FIELD = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+# Fields JournalHandler sets itself: an event field of the same name is renamed EVENT_<NAME>.
+_RESERVED = frozenset(
+    {
+        "MESSAGE", "MESSAGE_ID", "PRIORITY", "LOGGER", "THREAD_NAME", "PROCESS_NAME",
+        "CODE_FILE", "CODE_LINE", "CODE_FUNC", "CODE_ARGS", "EXCEPTION_TEXT", "EXCEPTION_INFO",
+        "SYSLOG_IDENTIFIER",
+    }
+)  # fmt: skip
+
+
+def _field_name(key: str) -> str:
+    name = key.upper()
+    return f"EVENT_{name}" if name in _RESERVED else name
+
+
 def event(log: logging.Logger, name: str, /, level: int = logging.INFO, **fields: Any) -> None:
     """Log one event: its name then key=value pairs; keys become upper-case journald fields."""
     if not log.isEnabledFor(level):
         return
     parts = [name] + [f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None]
-    extra = {k.upper(): v for k, v in fields.items() if v is not None}
+    extra = {_field_name(k): v for k, v in fields.items() if v is not None}
     extra["EVENT"] = name
-    log.log(level, " ".join(parts), extra={"journal_fields": extra})
+    log.log(level, " ".join(parts), extra=extra)
 
 
-# journald field names: upper-case letters, digits and _, not starting with _ or a digit.
-_JOURNAL_FIELD = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """The journald fields an event put on a log record."""
+    return {k: v for k, v in vars(record).items() if _JOURNAL_FIELD.fullmatch(k)}
 
 
 class _ScrubFilter(logging.Filter):
@@ -68,43 +87,40 @@ class _ScrubFilter(logging.Filter):
                 record.exc_text = scrub(record.exc_text)
             if record.stack_info:
                 record.stack_info = scrub(record.stack_info)
-            fields = getattr(record, "journal_fields", None)
-            if isinstance(fields, dict):
-                record.journal_fields = {k: scrub(str(v)) for k, v in fields.items()}
+            for key, value in fields_of(record).items():
+                if isinstance(value, str):
+                    setattr(record, key, scrub(value))
         return True
 
 
-class _JournalFieldsHandler(logging.Handler):
-    """Sends records to journald with SYSLOG_IDENTIFIER=voicebox and the event's fields."""
+def _journal_sender(send: Callable[..., Any]) -> Callable[..., None]:
+    """Wraps journal.send: keeps valid field names only, every value a scrubbed string.
 
-    PRIORITY = ((logging.DEBUG, 7), (logging.INFO, 6), (logging.WARNING, 4), (logging.ERROR, 3))
+    JournalHandler passes the whole record (lower-case attributes, EXCEPTION_INFO with the
+    exception's repr), so this is the last place a secret could slip into the journal.
+    """
 
-    def __init__(self, send: Callable[..., Any]) -> None:
-        super().__init__()
-        self._send = send
+    def sender(MESSAGE: str, **fields: Any) -> None:  # noqa: N803 - journal.send's name
+        valid: dict[str, Any] = {
+            k: scrub(str(v)) for k, v in fields.items() if _JOURNAL_FIELD.fullmatch(k)
+        }
+        if isinstance(fields.get("CODE_LINE"), int):
+            valid["CODE_LINE"] = fields["CODE_LINE"]  # journal.send formats it as an integer
+        send(scrub(MESSAGE), **valid)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            priority = 2
-            for limit, prio in self.PRIORITY:
-                if record.levelno <= limit:
-                    priority = prio
-                    break
-            fields: dict[str, Any] = {
-                "PRIORITY": str(priority),
-                "SYSLOG_IDENTIFIER": "voicebox",
-                "LOGGER": record.name,
-                "THREAD_NAME": record.threadName or "",
-            }
-            extra = getattr(record, "journal_fields", None)
-            if isinstance(extra, dict):
-                for key, value in extra.items():
-                    if _JOURNAL_FIELD.fullmatch(key):
-                        fields[key] = str(value)
-            message = self.format(record)
-            self._send(message, **fields)
-        except Exception:  # a logging failure must never take the daemon down
-            self.handleError(record)
+    return sender
+
+
+def journal_handler(send: Callable[..., Any] | None = None) -> logging.Handler:
+    """systemd's JournalHandler with SYSLOG_IDENTIFIER=voicebox (tests pass their own sender)."""
+    from systemd import journal as sd_journal
+
+    handler: logging.Handler = sd_journal.JournalHandler(
+        sender_function=_journal_sender(send or sd_journal.send), SYSLOG_IDENTIFIER="voicebox"
+    )
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(_ScrubFilter())
+    return handler
 
 
 def setup(level: str = "info", *, journal: bool | None = None) -> None:
@@ -115,26 +131,13 @@ def setup(level: str = "info", *, journal: bool | None = None) -> None:
     use_journal = bool(os.environ.get("JOURNAL_STREAM")) if journal is None else journal
     handler: logging.Handler | None = None
     if use_journal:
-        try:
-            from systemd import journal as sd_journal
-
-            handler = _JournalFieldsHandler(sd_journal.send)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-        except ImportError:
-            pass
+        with contextlib.suppress(ImportError):
+            handler = journal_handler()
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_ScrubFilter())
+        handler.addFilter(_ScrubFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())
     for noisy in ("websockets", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-
-
-def journal_handler(send: Callable[..., Any]) -> logging.Handler:
-    """A journald handler with a custom sender (tests pass one that records the fields)."""
-    handler = _JournalFieldsHandler(send)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.addFilter(_ScrubFilter())
-    return handler

@@ -14,6 +14,7 @@ from tests.convai.fakes import RecordingAudio
 from voicebox.config import Config, Secret, with_changes
 from voicebox.convai.supervisor import Supervisor
 from voicebox.convai.tools import ToolRegistry, builtin_tools
+from voicebox.logs import fields_of
 from voicebox.simulator.server import SimConfig, Simulator
 from voicebox.simulator.voice import speech_like
 from voicebox.state import State
@@ -45,7 +46,7 @@ class LogRecords(logging.Handler):
     def events(self, name: str) -> list[dict[str, Any]]:
         out = []
         for r in self.records:
-            fields = getattr(r, "journal_fields", {})
+            fields = fields_of(r)
             if fields.get("EVENT") == name:
                 out.append({**fields, "_level": r.levelno, "_msg": r.getMessage()})
         return out
