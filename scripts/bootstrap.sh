@@ -33,3 +33,10 @@ if [ ! -x .venv/bin/python ] || [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stam
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
     touch "$stamp"
 fi
+
+# On a Raspberry Pi, gpiozero needs lgpio in the venv, or it silently falls back to RPi.GPIO,
+# which fails on a Pi 5 (gpiozero#1172). PyPI has aarch64 wheels; a PC needs none.
+if grep -qs "Raspberry Pi" /proc/device-tree/model \
+    && ! .venv/bin/python -c "import lgpio" 2>/dev/null; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check lgpio
+fi
