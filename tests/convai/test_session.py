@@ -232,3 +232,13 @@ def test_metadata_timeout_closes_with_a_failure() -> None:
     assert s.failure == "metadata_timeout"
     s.closed(1000, "", 2.6)
     assert s.lifetime_s() is None
+
+
+def test_pcm_mic_frame_is_the_same_bytes_whatever_the_array_layout() -> None:
+    s = _ready()
+    pcm = (np.sin(np.arange(640) / 3) * 12000).astype(np.int16)
+    for chunk in (pcm, pcm[::2], pcm.reshape(-1, 1), pcm.astype(">i2")):
+        frame = s.mic_frame(chunk, 16000, True, 1.0)
+        assert frame == m.user_audio_chunk(chunk.astype("<i2").tobytes()).encode()
+        [send] = s.mic(chunk, 16000, True, 1.0)
+        assert isinstance(send, Send) and send.frame.encode() == frame

@@ -12,9 +12,12 @@ import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from voicebox import __version__
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 # ---------------------------------------------------------------------------------------------
 # Server -> client events
@@ -471,6 +474,15 @@ _b2a = binascii.b2a_base64
 def user_audio_chunk(pcm: bytes) -> str:
     """`{"user_audio_chunk": "<base64>"}` for raw audio in the announced input format."""
     return '{"user_audio_chunk":"' + _b2a(pcm, newline=False).decode("ascii") + '"}'
+
+
+def user_audio_frame(pcm: ReadableBuffer) -> bytes:
+    """`user_audio_chunk` as the UTF-8 bytes of the text frame (the per-chunk hot path).
+
+    `pcm` is any C-contiguous buffer of the wire bytes (bytes, or an int16 array on a
+    little-endian machine for pcm_*), so no intermediate copy is made.
+    """
+    return b'{"user_audio_chunk":"' + _b2a(pcm, newline=False) + b'"}'
 
 
 def pong(event_id: int) -> str:

@@ -10,6 +10,7 @@ error event, turns, a bounded transcript, and counters of stale audio, unknown a
 from __future__ import annotations
 
 import logging
+import sys
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from voicebox.audio.formats import PCM_16000, AudioFormat
 from voicebox.audio.port import Chunk
 from voicebox.audio.resample import StreamResampler
 from voicebox.convai import messages as m
+
+# int16 in wire byte order (little-endian); None on a big-endian machine, where encode() swaps.
+_WIRE_PCM = np.dtype(np.int16) if sys.byteorder == "little" else None
 
 # --- actions -----------------------------------------------------------------------------------
 
@@ -383,8 +387,13 @@ class Session:
 
     def mic(self, samples: Chunk, rate: int, live: bool, now: float) -> list[Action]:
         """A mic chunk: encoded in the session's input format; silence while the mic is gated."""
+        frame = self.mic_frame(samples, rate, live, now)
+        return [Send(frame.decode("ascii"))] if frame is not None else []
+
+    def mic_frame(self, samples: Chunk, rate: int, live: bool, now: float) -> bytes | None:
+        """`mic` without the action list: the text frame's bytes, or None when nothing is sent."""
         if not self.ready:
-            return []
+            return None
         fmt = self.input_format
         if not live:
             n = len(samples) if rate == fmt.rate else len(samples) * fmt.rate // rate
@@ -399,8 +408,13 @@ class Session:
                     rs = self._resamplers[rate] = StreamResampler(rate, fmt.rate)
                 samples = rs.process(samples)
         if len(samples) == 0:
-            return []
-        return [Send(m.user_audio_chunk(formats.encode(samples, fmt)))]
+            return None
+        if samples.dtype is _WIRE_PCM and fmt.encoding == "pcm":
+            try:  # int16 already in wire byte order: base64 straight from the array's buffer
+                return m.user_audio_frame(samples.data)
+            except BufferError:  # not C-contiguous
+                pass
+        return m.user_audio_frame(formats.encode(samples, fmt))
 
     def barge_in(self, now: float) -> list[Action]:
         """The user pressed while the agent speaks: drop the rest of the current reply locally."""
