@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import ssl
 import time
@@ -25,6 +26,11 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.protocol import State as WsState
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover (the C speedups are missing on this platform)
+    from websockets.utils import apply_mask
 
 from voicebox.audio.port import AudioPort, Chunk
 from voicebox.config import AgentConfig, Secret
@@ -57,8 +63,10 @@ KEEPALIVE_S = 10.0
 TOOL_TIMEOUT_S = 20.0
 PROBE_TIMEOUTS = 3  # a probe unanswered for this many receive timeouts means half-open
 TICK_S = 0.1
+TICK_CHECK_S = 0.5  # while mic chunks run the ticks, the ticker task only checks they still do
 OUT_QUEUE = 256  # mic frames waiting for the socket (~5 s of 20 ms chunks), oldest dropped
 WRITE_BUFFER_MAX = 64 * 1024  # above this the socket is slow: frames wait in the queue
+MASK_POOL = 4096  # bytes of os.urandom fetched at once for client frame masks (1024 frames)
 
 
 class ConnectFailure(Exception):
@@ -255,7 +263,7 @@ class SessionLink:
         self._on_tick = on_tick
         self._tool_timeout = tool_timeout_s
         self._loop = asyncio.get_running_loop()
-        self._out: deque[tuple[str, float | None]] = deque()
+        self._out: deque[tuple[str | bytes, float | None]] = deque()
         self._out_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._probe: asyncio.Task[None] | None = None
@@ -269,6 +277,15 @@ class SessionLink:
         self.probes = 0
         self.last_frame_at = self._loop.time()
         self.task: asyncio.Task[None] | None = None
+        self._ticked_at = self.last_frame_at
+        self._mic_ticked = False  # a mic chunk ran the tick since the ticker task last looked
+        # Text frames are written here, not through websockets' Frame objects (see _queue);
+        # only when no extension (compression) would have to transform them.
+        self._raw = not ws.protocol.extensions
+        self._head_len = -1
+        self._head = b""
+        self._masks = b""
+        self._mask_at = 0
 
     # --- public --------------------------------------------------------------------------------
 
@@ -276,10 +293,18 @@ class SessionLink:
         return self._loop.time()
 
     def send_mic(self, chunk: Chunk, rate: int, live: bool, t0: float | None = None) -> None:
-        """Encode and queue one mic chunk (non-blocking; called on the loop)."""
-        for action in self.session.mic(chunk, rate, live, self.now()):
-            if type(action) is Send:
-                self._queue(action.frame, t0)
+        """Encode and queue one mic chunk (non-blocking; called on the loop).
+
+        Mic chunks also run the session's tick when it is due, so a live conversation needs no
+        wakeup of its own for the timers (see _ticker).
+        """
+        now = self._loop.time()
+        frame = self.session.mic_frame(chunk, rate, live, now)
+        if frame is not None:
+            self._queue(frame, t0)
+        if now - self._ticked_at >= TICK_S:
+            self._mic_ticked = True
+            self._tick(now)
 
     def act(self, actions: list[Action]) -> None:
         """Carry out actions from outside the receive loop (sends are queued)."""
@@ -332,19 +357,28 @@ class SessionLink:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _queue(self, frame: str, t0: float | None) -> None:
+    def _queue(self, frame: str | bytes, t0: float | None) -> None:
+        """Send a text frame (str, or its UTF-8 bytes) now if the socket keeps up, else queue it."""
         if self.done.is_set():
             return
         ws = self.ws
+        protocol = ws.protocol
         if (
             not self._out
-            and ws.protocol.state is WsState.OPEN
+            and protocol.state is WsState.OPEN
             and ws.transport.get_write_buffer_size() < WRITE_BUFFER_MAX
         ):
-            # Fast path: nothing queued and the socket keeps up, so write the frame now, the way
-            # ws.send() does inside its send context (no task switch per mic chunk).
-            ws.protocol.send_text(frame.encode())
-            ws.send_data()
+            # Fast path: nothing queued and the socket keeps up, so write the frame now (no task
+            # switch per mic chunk). Without extensions and with nothing pending in the protocol,
+            # the masked frame is built here, which is what protocol.send_text() would write
+            # minus its per-frame Frame object, checks and buffer; else the protocol writes it.
+            data = frame.encode() if type(frame) is str else frame
+            assert isinstance(data, bytes)
+            if self._raw and not protocol.writes:
+                self._write_text(data)
+            else:
+                protocol.send_text(data)
+                ws.send_data()
             if t0 is not None:
                 self.mic_to_wire.add(time.perf_counter() - t0)
             return
@@ -353,6 +387,24 @@ class SessionLink:
             self.out_dropped += 1
         self._out.append((frame, t0))
         self._out_ready.set()
+
+    def _write_text(self, data: bytes) -> None:
+        """One masked, unfragmented text frame straight to the transport (RFC 6455 5.2)."""
+        n = len(data)
+        if n != self._head_len:
+            if n < 126:
+                head = bytes((0x81, 0x80 | n))
+            elif n < 1 << 16:
+                head = bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
+            else:
+                head = bytes((0x81, 0x80 | 127)) + n.to_bytes(8, "big")
+            self._head, self._head_len = head, n
+        i = self._mask_at
+        if i >= len(self._masks):
+            self._masks, i = os.urandom(MASK_POOL), 0
+        mask = self._masks[i : i + 4]
+        self._mask_at = i + 4
+        self.ws.transport.write(self._head + mask + apply_mask(data, mask))
 
     async def _sender(self) -> None:
         out = self._out
@@ -364,22 +416,37 @@ class SessionLink:
                 continue
             frame, t0 = out.popleft()
             try:
-                await ws.send(frame)
+                await ws.send(frame, text=True)
             except ConnectionClosed:
                 return
             if t0 is not None:
                 self.mic_to_wire.add(time.perf_counter() - t0)
 
     async def _ticker(self) -> None:
-        """Session timers, the receive watchdog and the owner's periodic check, at TICK_S."""
+        """Runs the tick every TICK_S unless mic chunks do (send_mic); then it only checks every
+        TICK_CHECK_S that they still do, so a live conversation has no timer wakeups."""
+        wait = TICK_S
         while True:
-            await asyncio.sleep(TICK_S)
+            await asyncio.sleep(wait)
             now = self.now()
-            self.act(self.session.tick(now, self.audio.playing))
-            if now - self.last_frame_at >= self._receive_timeout():
-                self._quiet()
-            if self._on_tick is not None:
-                self._on_tick(self)
+            if self._mic_ticked:
+                self._mic_ticked = False
+                if now - self._ticked_at < 2 * TICK_S:  # and they still do
+                    wait = TICK_CHECK_S
+                    continue
+            self._tick(now)
+            wait = TICK_S
+
+    def _tick(self, now: float) -> None:
+        """Session timers, the receive watchdog and the owner's periodic check."""
+        self._ticked_at = now
+        if self.done.is_set():
+            return
+        self.act(self.session.tick(now, self.audio.playing))
+        if now - self.last_frame_at >= self._receive_timeout():
+            self._quiet()
+        if self._on_tick is not None:
+            self._on_tick(self)
 
     def _record_close(self, exc: ConnectionClosed) -> None:
         rcvd = exc.rcvd
