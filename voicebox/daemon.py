@@ -284,6 +284,7 @@ class Daemon:
             TuningChange("prebuffer_ms", None, t.prebuffer_ms, "initial", False),
             TuningChange("receive_timeout_s", None, t.receive_timeout_s, "initial", False),
             TuningChange("resume_buffer_s", None, t.resume_buffer_s, "initial", False),
+            TuningChange("ring_ms", None, t.ring_ms, "initial", True),
         ]
 
     def _apply_tuning(self, changes: list[TuningChange]) -> None:
@@ -294,6 +295,9 @@ class Daemon:
                 self.audio.set_ring_ms(int(change.new))
             elif change.name == "chunk_ms":
                 self.audio.set_chunk_ms(int(change.new))
+            elif change.name == "latency_s":
+                if change.new is not None:
+                    self.audio.set_latency(float(change.new))
             elif change.name == "receive_timeout_s":
                 self.supervisor.set_receive_timeout(float(change.new))
             elif change.name == "resume_buffer_s":

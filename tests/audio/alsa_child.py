@@ -84,6 +84,43 @@ async def recover(tmp: Path) -> dict[str, object]:
     return {"drained": drained, "errors": stats.device_errors, "alive_after": True}
 
 
+async def latency(tmp: Path) -> dict[str, object]:
+    engine = AudioEngine(config())
+    chunks: list[np.ndarray] = []
+    await engine.start(chunks.append)
+    before = engine._output.stream.latency  # type: ignore[union-attr]
+    reply = np.load(tmp / "reply.npy")
+    engine.play(reply.tobytes())
+    engine.set_latency(0.25)
+    assert engine.playing
+    await asyncio.sleep(0.3)  # several supervise periods while the reply plays
+    during = engine._output.stream.latency  # type: ignore[union-attr]
+    drained = await engine.drain(20)
+    consumed = engine._playback.ring.consumed  # type: ignore[union-attr]
+
+    def reopened() -> bool:
+        out = engine._output.stream  # type: ignore[union-attr]
+        return out is not None and abs(out.latency - 0.25) < 0.05
+
+    await until(reopened)
+    n = len(chunks)
+    await until(lambda: len(chunks) > n + 10)  # capture flows again after the reopen
+    after_in = engine._input.stream.latency  # type: ignore[union-attr]
+    after_out = engine._output.stream.latency  # type: ignore[union-attr]
+    stats = engine.stats()
+    await engine.stop()
+    return {
+        "changed_during_reply": abs(during - before) > 1e-6,
+        "consumed_before_reopen": consumed,
+        "reply": len(reply),
+        "drained": drained,
+        "before": round(before, 3),
+        "after_in": round(after_in, 3),
+        "after_out": round(after_out, 3),
+        "errors": stats.device_errors,
+    }
+
+
 async def bad_device(tmp: Path) -> dict[str, object]:
     cfg = AudioConfig(InputConfig(device="no-such-mic"))
     try:
@@ -110,7 +147,9 @@ async def lookup(tmp: Path) -> dict[str, object]:
     }
 
 
-SCENARIOS = {f.__name__: f for f in (capture_playback, interrupt, recover, bad_device, lookup)}
+SCENARIOS = {
+    f.__name__: f for f in (capture_playback, interrupt, recover, latency, bad_device, lookup)
+}
 
 if __name__ == "__main__":
     result = asyncio.run(SCENARIOS[sys.argv[1]](Path(sys.argv[2])))

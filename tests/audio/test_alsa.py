@@ -100,6 +100,20 @@ def test_lost_stream_is_reopened_after_portaudio_reinit(alsa: Path) -> None:
     assert np.array_equal(out[start : start + len(reply)], reply)
 
 
+def test_latency_change_waits_for_the_reply_then_reopens_both_streams(alsa: Path) -> None:
+    reply = tone(1.0, 700)
+    np.save(alsa / "reply.npy", reply)
+    result = scenario(alsa, "latency")
+    assert result["changed_during_reply"] is False  # no reopen while the reply plays
+    assert result["drained"] is True and result["errors"] == 0
+    assert result["before"] < 0.1  # the 'high' default on the null device is ~35 ms
+    for side in ("after_in", "after_out"):  # PortAudio rounds to whole periods
+        assert abs(result[side] - 0.25) <= 0.02, result
+    # The whole reply reached the device before the streams were reopened: nothing clipped.
+    # (out.raw cannot show it: ALSA's file plugin truncates the file when the PCM reopens.)
+    assert result["consumed_before_reopen"] == result["reply"] == len(reply)
+
+
 def test_unknown_device_lists_candidates(alsa: Path) -> None:
     error = str(scenario(alsa, "bad_device")["error"])
     assert "no-such-mic" in error

@@ -173,6 +173,7 @@ class AudioEngine:
         self._device_errors = 0
         self._recovering = False
         self._stopped = False
+        self._pending_latency: float | None = None
         self._idle = asyncio.Event()  # set when a reply finished playing or was interrupted
 
     # --- AudioPort ----------------------------------------------------------------------------
@@ -424,12 +425,36 @@ class AudioEngine:
                 return dev, "stalled"
         return None
 
+    def set_latency(self, seconds: float) -> None:
+        """Device latency for both sounddevice streams (tuning). Applied by reopening them once
+        no reply is playing; file devices have no device buffer, so it does nothing there."""
+        if any(isinstance(d, _SdStream) for d in (self._input, self._output)):
+            self._pending_latency = seconds
+
     async def _supervise(self) -> None:
         while True:
             await asyncio.sleep(CHECK_S)
             problem = self._problem()
             if problem is not None:
                 await self._recover(*problem)
+            elif self._pending_latency is not None and not self.playing:
+                await self._apply_latency(self._pending_latency)
+
+    async def _apply_latency(self, seconds: float) -> None:
+        """Reopen both streams with a new latency (between replies: never clips a reply)."""
+        self._pending_latency = None
+        old = [d.latency for d in (self._input, self._output) if isinstance(d, _SdStream)]
+        for dev in (self._input, self._output):
+            if isinstance(dev, _SdStream):
+                dev.latency = seconds
+        await self._close_devices()
+        try:
+            await asyncio.to_thread(self._reopen)
+        except Exception as exc:  # the supervise loop sees the dead stream and recovers it
+            event(log, "audio.reopen_failed", logging.WARNING, reason="latency", error=str(exc))
+            return
+        self._progress.clear()
+        event(log, "audio.latency_changed", old=old[0] if old else None, new=seconds)
 
     async def _close_devices(self) -> None:
         for dev in (self._input, self._output):
