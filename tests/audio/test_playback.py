@@ -74,6 +74,18 @@ def test_underrun_counted_only_inside_a_reply_and_rebuffers() -> None:
     assert pb.underruns == 1  # silence between replies is not an underrun
 
 
+def test_a_raised_pre_roll_applies_to_the_refill_after_an_underrun() -> None:
+    pb = make(prebuffer_ms=20)  # 320 samples
+    pb.play(tone(400).tobytes())
+    fill(pb, 2)
+    assert pb.underruns == 1
+    pb.set_prebuffer_ms(60)  # the tuner reacts to the underrun: 960 samples
+    pb.play(tone(500).tobytes())
+    assert not fill(pb).any()  # 500 would have passed the old gate, not the new one
+    pb.play(tone(500).tobytes())
+    assert (fill(pb) == 1000).all()
+
+
 def test_interrupt_gives_silence_on_next_callback() -> None:
     pb = make(prebuffer_ms=0)
     pb.play(tone(RATE).tobytes())

@@ -70,8 +70,11 @@ class Playback:
             self._carry = b""
 
     def set_prebuffer_ms(self, ms: int) -> None:
-        """Pre-roll for the next reply (the current one keeps its gate)."""
+        """Pre-roll: the gate of the next reply, and of the refill after an underrun in this one
+        (the tuner raises it on underruns, and that must help at once)."""
         self.prebuffer_ms = max(0, ms)
+        with self._lock:
+            self._prebuffer = self._samples(self.prebuffer_ms) if self.prebuffer_ms else 0
 
     def set_ring_ms(self, ms: int) -> None:
         """Ring capacity, applied when no reply is playing."""
