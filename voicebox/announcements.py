@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from voicebox.audio.formats import PCM_16000, AudioFormat, encode
 from voicebox.audio.port import AudioPort
-from voicebox.config import EX_CONFIG, Config, ConfigError, Secret
+from voicebox.config import EX_CONFIG, Config, Secret
 from voicebox.logs import event, register_secret
 from voicebox.tts import TtsError, pcm_rate, synthesis_format, synthesize
 
@@ -302,17 +302,9 @@ async def prefetch(cfg: Config, api_key: Secret | None) -> dict[str, str]:
 
 def main_announcements(args: argparse.Namespace) -> int:
     """`voicebox announcements [--prefetch]`: list the phrases and their cache state, or fill it."""
-    from voicebox import config, logs
+    from voicebox.cli import load_for_command
 
-    try:
-        cfg = config.load(args.config)
-    except ConfigError as exc:
-        print(f"invalid configuration:\n{exc}", file=sys.stderr)
-        return EX_CONFIG
-    logs.setup("debug" if cfg.logging.level == "debug" else "warning")  # a command: quiet
-    key = config.load_api_key(cfg)
-    if key:
-        register_secret(key.reveal())
+    cfg, key = load_for_command(args.config)
     fmt = synthesis_format(cfg)
     try:
         rate = pcm_rate(fmt)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from voicebox import __version__
-from voicebox.config import DEFAULT_PATH, EX_CONFIG
+from voicebox.config import DEFAULT_PATH, EX_CONFIG, Config, Secret
 
 # command -> "module:function"; each function takes the parsed arguments and returns an exit code.
 COMMANDS = {
@@ -90,15 +90,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_for_command(path: str) -> tuple[Config, Secret | None]:
+    """Config and API key for a one-shot command: quiet logging, the key registered as a secret.
+    An invalid config prints its problems and exits 78 (EX_CONFIG)."""
+    from voicebox import config, logs
+
+    try:
+        cfg = config.load(path)
+    except config.ConfigError as exc:
+        print(f"invalid configuration:\n{exc}", file=sys.stderr)
+        raise SystemExit(EX_CONFIG) from None
+    logs.setup("debug" if cfg.logging.level == "debug" else "warning")
+    key = config.load_api_key(cfg)
+    if key is not None:
+        logs.register_secret(key.reveal())
+    return cfg, key
+
+
 def main_check_config(args: argparse.Namespace) -> int:
     from voicebox import config
 
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        print(f"invalid configuration:\n{exc}", file=sys.stderr)
-        return EX_CONFIG
-    sys.stdout.write(config.dump(cfg, config.load_api_key(cfg)))
+    cfg, key = load_for_command(args.config)
+    sys.stdout.write(config.dump(cfg, key))
     return 0
 
 

@@ -27,8 +27,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from voicebox.audio.formats import AudioFormat
-from voicebox.config import EX_CONFIG, Config, ConfigError, Secret, TtsConfig
-from voicebox.logs import event, register_secret
+from voicebox.config import Config, Secret, TtsConfig
+from voicebox.logs import event
 
 log = logging.getLogger(__name__)
 # websockets logs every handshake header (the key among them) at DEBUG: never below INFO here.
@@ -214,15 +214,10 @@ def write_wav(path: Path, pcm: bytes, rate: int) -> None:
 
 def main_say(args: argparse.Namespace) -> int:
     """`voicebox say TEXT [--out FILE.wav]`: 0 ok, 78 invalid config, 1 synthesis failed."""
-    from voicebox import config, logs
+    from voicebox import config
+    from voicebox.cli import load_for_command
 
-    try:
-        cfg = config.load(args.config)
-    except ConfigError as exc:
-        print(f"invalid configuration:\n{exc}", file=sys.stderr)
-        return EX_CONFIG
-    logs.setup("debug" if cfg.logging.level == "debug" else "warning")  # a command: quiet
-    key = config.load_api_key(cfg)
+    cfg, key = load_for_command(args.config)
     if key is None:
         print(
             f"voicebox say: no API key (systemd credential '{config.CREDENTIAL_NAME}', "
@@ -230,7 +225,6 @@ def main_say(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    register_secret(key.reveal())
     fmt = synthesis_format(cfg)
     try:
         rate = pcm_rate(fmt)
