@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -155,6 +156,20 @@ async def test_lifecycle_ready_reload_and_sigterm_mid_reply(tmp_path: Path, sim:
         ready = await d.note("READY=1")
         assert "STATUS" in ready
         await d.note("STATUS=speaking")  # the greeting is playing
+
+        # `voicebox status` reads the running daemon's socket (owner-only) in the runtime dir.
+        sock = tmp_path / "run" / "status.sock"
+        assert sock.stat().st_mode & 0o777 == 0o600
+        status = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "voicebox", "status", "--json", "--socket", str(sock),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await status.communicate()
+        assert status.returncode == 0
+        snap = json.loads(out)
+        assert snap["state"] in ("speaking", "listening")
+        assert snap["conversation"]["id"] == sim.connections[0].conversation_id
+        assert {"audio", "monitor", "tuning", "counters"} <= snap.keys()
 
         # A valid reload: RELOADING with a monotonic timestamp, then READY again.
         config.write_text(config.read_text().replace("gpio:", "logging:\n  level: debug\ngpio:"))
