@@ -40,9 +40,10 @@ async def test_frames_of_every_length_class_arrive_intact_and_in_order() -> None
             texts = ["x", "é" * 40, "a" * 125, "b" * 126, "c" * 65535, "d" * 65536, "e" * 200_000]
             link.send_mic(chunk, 16000, True)
             link.act([Send(t) for t in texts])
-            link.send_mic(chunk, 16000, False)
+            for _ in range(5):  # gated: one 100 ms frame of silence
+                link.send_mic(chunk, 16000, False)
             link.act([Send("end")])
             await asyncio.wait_for(done.wait(), 10)
     audio = m.user_audio_chunk(chunk.tobytes())
-    silence = m.user_audio_chunk(bytes(640))
+    silence = m.user_audio_chunk(bytes(3200))
     assert got == [audio, *texts, silence, "end"]

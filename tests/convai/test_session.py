@@ -86,11 +86,25 @@ def test_mic_audio_is_encoded_in_the_session_input_format() -> None:
             assert isinstance(raw, m.UserAudioChunk)
             total += len(ulaw_decode(raw.audio))
     assert 6900 <= total <= 8000  # ~1 s at 8 kHz, one byte per sample
-    # Gated mic: silence of the same duration, in the session's format.
+    # Gated mic: silence of the same duration, in the session's format, 100 ms per frame.
+    assert [s.mic(chunk, 16000, False, 1.1) for _ in range(4)] == [[], [], [], []]
     [send] = s.mic(chunk, 16000, False, 1.1)
     raw = m.decode_client(send.frame)
     assert isinstance(raw, m.UserAudioChunk)
-    assert len(raw.audio) == 160 and set(ulaw_decode(raw.audio).tolist()) == {0}
+    assert len(raw.audio) == 800 and set(ulaw_decode(raw.audio).tolist()) == {0}
+
+
+def test_silence_still_owed_when_the_mic_opens_goes_first_in_the_same_frame() -> None:
+    s = _ready()
+    chunk = np.arange(1, 321, dtype=np.int16)
+    assert s.mic(chunk, 16000, False, 1.0) == [] and s.mic(chunk, 16000, False, 1.02) == []
+    [send] = s.mic(chunk, 16000, True, 1.04)
+    raw = m.decode_client(send.frame)
+    assert isinstance(raw, m.UserAudioChunk)
+    assert raw.audio == bytes(2 * 640) + chunk.astype("<i2").tobytes()
+    [send] = s.mic(chunk, 16000, True, 1.06)  # nothing owed any more
+    raw = m.decode_client(send.frame)
+    assert isinstance(raw, m.UserAudioChunk) and raw.audio == chunk.astype("<i2").tobytes()
 
 
 def test_ping_gets_its_pong_first() -> None:

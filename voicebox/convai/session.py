@@ -102,6 +102,9 @@ Action = (
 
 TRANSCRIPT_LINES = 64
 REPLY_GAP_S = 0.5  # no agent audio for this long: the reply is over
+# While the mic is gated the keepalive silence goes out in frames this long, not per chunk: a
+# fifth of the frames (and send calls) of 20 ms chunks; the service only needs continuous input.
+GATED_FRAME_S = 0.1
 _TEXT_MAX = 2000
 
 
@@ -167,6 +170,7 @@ class Session:
         self._last_activity = now
         self._resamplers: dict[int, StreamResampler] = {}
         self._silence = np.zeros(0, dtype=np.int16)
+        self._gated = 0  # samples of gated-mic silence not sent yet
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -386,7 +390,8 @@ class Session:
     # --- local events --------------------------------------------------------------------------
 
     def mic(self, samples: Chunk, rate: int, live: bool, now: float) -> list[Action]:
-        """A mic chunk: encoded in the session's input format; silence while the mic is gated."""
+        """A mic chunk: encoded in the session's input format; while the mic is gated, silence of
+        the same duration, sent once GATED_FRAME_S of it has gathered."""
         frame = self.mic_frame(samples, rate, live, now)
         return [Send(frame.decode("ascii"))] if frame is not None else []
 
@@ -396,7 +401,11 @@ class Session:
             return None
         fmt = self.input_format
         if not live:
-            n = len(samples) if rate == fmt.rate else len(samples) * fmt.rate // rate
+            self._gated += len(samples) if rate == fmt.rate else len(samples) * fmt.rate // rate
+            n = self._gated
+            if n < fmt.rate * GATED_FRAME_S:
+                return None
+            self._gated = 0
             if len(self._silence) != n:
                 self._silence = np.zeros(n, dtype=np.int16)
             samples = self._silence
@@ -407,6 +416,9 @@ class Session:
                 if rs is None:
                     rs = self._resamplers[rate] = StreamResampler(rate, fmt.rate)
                 samples = rs.process(samples)
+            if self._gated:  # the silence still owed goes first, in the same frame
+                samples = np.concatenate((np.zeros(self._gated, np.int16), samples))
+                self._gated = 0
         if len(samples) == 0:
             return None
         if samples.dtype is _WIRE_PCM and fmt.encoding == "pcm":
