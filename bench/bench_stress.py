@@ -5,7 +5,9 @@ Supervisor, Monitor, Tuner) against the local simulator, itself in a third proce
 always_on mode with a looped "user" WAV (speech, then silence long enough for the reply). While
 it runs, `stress-ng --cpu 2N` (Python busy loops if stress-ng is missing) keeps 2x more busy
 processes than cores. Every 0.5 s it records ring level, underruns, pre-roll, chunk, CPU and
-tuning changes to bench/out/stress_<mode>.csv; the plot is bench/report.png.
+tuning changes to bench/out/stress_<mode>.csv; the plot is bench/report.png. The same load and
+conversation also run through the official SDK's AsyncConversation (scenario_sdk) for a third
+column: its late agent audio, mic backlog and ping-to-pong at the agent.
 Usage: .venv/bin/python bench/bench_stress.py [--quick] [--seconds S] [--minutes M]
 """
 
@@ -224,6 +226,138 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+SDK_BLOCK = (
+    4000  # frames per mic block: the SDK's AsyncDefaultAudioInterface.INPUT_FRAMES_PER_BUFFER
+)
+MIC_QUEUE_S = 1.0  # voicebox's capture queue (audio.input.queue_ms): later mic audio it would drop
+REPLY_GAP_S = 0.5  # agent audio later than this after the previous chunk ran out: a new reply
+
+
+async def scenario_sdk(args: argparse.Namespace) -> dict[str, Any]:
+    """The official SDK's AsyncConversation with an audio interface shaped like its default one.
+
+    Mic: a thread hands 250 ms blocks of the looped user WAV to the event loop with
+    run_coroutine_threadsafe on a real-time schedule, as the SDK's PyAudio callback does (no
+    bound, nothing dropped); each block's capture-to-sent delay is recorded. Speaker: no device
+    (PyAudio is not installed); a real-time playout clock with no pre-roll, as the default
+    interface writes each chunk straight to the device, counts agent audio that arrived after
+    the previous chunk of the same reply had finished playing (an underrun on a real speaker).
+    """
+    import threading
+    import warnings
+
+    import psutil
+
+    warnings.simplefilter("ignore")
+    from elevenlabs.client import ElevenLabs
+    from elevenlabs.conversational_ai.conversation import AsyncAudioInterface, AsyncConversation
+
+    tmp = Path(args.tmp)
+    mic = tmp / "user.wav"
+    write_user_wav(mic)
+    with wave.open(str(mic), "rb") as w:
+        pcm = w.readframes(w.getnframes())
+    loop = asyncio.get_running_loop()
+    lags: list[float] = []  # seconds from block captured to block sent
+    late = {"chunks": 0, "ms": 0.0}
+    lines = [0]
+    stop = threading.Event()
+
+    class SdkLikeAudio(AsyncAudioInterface):  # type: ignore[misc]
+        until = 0.0  # monotonic time the queued agent audio finishes playing
+
+        async def start(self, input_callback: Any) -> None:
+            async def send(block: bytes, captured: float) -> None:
+                await input_callback(block)
+                lags.append(time.monotonic() - captured)
+
+            def capture() -> None:
+                step = SDK_BLOCK * 2
+                looped = pcm + pcm[:step]
+                due = time.monotonic()
+                i = 0
+                while not stop.is_set():
+                    due += SDK_BLOCK / 16000
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    block = looped[i : i + step]
+                    i = (i + step) % len(pcm)
+                    asyncio.run_coroutine_threadsafe(send(block, due), loop)
+
+            self.thread = threading.Thread(target=capture, daemon=True)
+            self.thread.start()
+
+        async def stop(self) -> None:
+            stop.set()
+
+        async def output(self, audio: bytes) -> None:
+            now = time.monotonic()
+            behind = now - self.until
+            if 0 < behind < REPLY_GAP_S:
+                late["chunks"] += 1
+                late["ms"] += behind * 1000
+            self.until = max(self.until, now) + len(audio) / 32000
+
+        async def interrupt(self) -> None:
+            self.until = 0.0
+
+    async def line(_text: str) -> None:
+        lines[0] += 1
+
+    client = ElevenLabs(api_key="bench", base_url=f"http://127.0.0.1:{args.port}")
+    conv = AsyncConversation(
+        client,
+        "bench",
+        requires_auth=False,
+        audio_interface=SdkLikeAudio(),
+        callback_user_transcript=line,
+        callback_agent_response=line,
+    )
+    proc = psutil.Process()
+    psutil.cpu_percent()
+    rows: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    await conv.start_session()
+    next_tick = t0
+    while time.monotonic() - t0 < args.seconds:
+        next_tick += TICK_S
+        await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+        rows.append(
+            {
+                "t": round(time.monotonic() - t0, 2),
+                "underruns": late["chunks"],
+                "dropped_mic": sum(1 for x in lags if x > MIC_QUEUE_S),
+                "cpu_percent": psutil.cpu_percent(),
+                "rss_mb": round(proc.memory_info().rss / 2**20, 2),
+                "state": "ended" if conv._should_stop.is_set() else "open",
+            }
+        )
+    stop.set()
+    ended = conv._should_stop.is_set()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(conv.end_session(), 5)
+    write_csv(Path(args.csv), rows)
+    cpu = [float(r["cpu_percent"]) for r in rows]
+    rss = [float(r["rss_mb"]) for r in rows]
+    return {
+        "mode": "sdk",
+        "seconds": round(time.monotonic() - t0, 1),
+        "underruns": late["chunks"],
+        "late_ms": round(late["ms"]),
+        "dropped_mic": sum(1 for x in lags if x > MIC_QUEUE_S),
+        "mic_blocks": len(lags),
+        "mic_lag": summary([x * 1000 for x in lags]),
+        "ended_early": ended,
+        "turns": lines[0],
+        "pong": {},
+        "changes": [],
+        "final_prebuffer_ms": 0,
+        "cpu_mean": round(sum(cpu) / len(cpu), 1) if cpu else None,
+        "rss_first_mb": rss[0] if rss else None,
+        "rss_last_mb": rss[-1] if rss else None,
+        "rss_max_mb": max(rss) if rss else None,
+    }
+
+
 # --- the orchestrator ------------------------------------------------------------------------
 
 
@@ -341,7 +475,7 @@ def run_mode(
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
+        writer = csv.DictWriter(f, FIELDS, restval="")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -466,17 +600,32 @@ def _pong(p: dict[str, float]) -> str:
     return f"{p['p50_ms']:.1f} / {p['p99_ms']:.1f} / {p['max_ms']:.1f}"
 
 
-def table(off: dict[str, Any], on: dict[str, Any], targets: bool) -> list[str]:
+def table(
+    off: dict[str, Any], on: dict[str, Any], targets: bool, sdk: dict[str, Any] | None = None
+) -> list[str]:
     def met(ok: bool) -> str:
         return yes(ok) if targets else "-"
 
+    def s(key: str, text: str | None = None) -> str:
+        if sdk is None:
+            return ""
+        return f" {text if text is not None else sdk[key]} |"
+
     pong_ok = on["rtt"].get("p99_ms", 1e9) <= PONG_P99_TARGET_MS
-    rows: list[tuple[str, Any, Any, str, str]] = [
-        ("playback underruns", off["underruns"], on["underruns"], "0", met(on["underruns"] == 0)),
+    rows: list[tuple[str, Any, Any, str, str, str]] = [
+        (
+            "playback underruns",
+            off["underruns"],
+            on["underruns"],
+            s("", f"{sdk['underruns']} late chunks ({sdk['late_ms']} ms) [1]" if sdk else ""),
+            "0",
+            met(on["underruns"] == 0),
+        ),
         (
             "dropped mic audio, chunks",
             off["dropped_mic"],
             on["dropped_mic"],
+            s("", f"{sdk['dropped_mic']} of {sdk['mic_blocks']} blocks [2]" if sdk else ""),
             "0",
             met(on["dropped_mic"] == 0),
         ),
@@ -484,6 +633,7 @@ def table(off: dict[str, Any], on: dict[str, Any], targets: bool) -> list[str]:
             "ping to pong at the agent p50 / p99 / max, ms",
             _pong(off["rtt"]),
             _pong(on["rtt"]),
+            s("", _pong(sdk["rtt"]) if sdk else ""),
             f"p99 <= {PONG_P99_TARGET_MS:.0f}",
             met(pong_ok),
         ),
@@ -491,22 +641,53 @@ def table(off: dict[str, Any], on: dict[str, Any], targets: bool) -> list[str]:
             "ping handling in voicebox p50 / p99 / max, ms",
             _pong(off["pong"]),
             _pong(on["pong"]),
+            s("", "-"),
             "-",
             "-",
         ),
-        ("transcript lines, user + agent", off["turns"], on["turns"], "-", "-"),
-        ("pre-roll at the end, ms", off["final_prebuffer_ms"], on["final_prebuffer_ms"], "-", "-"),
-        ("tuning changes", len(off["changes"]), len(on["changes"]), "-", "-"),
-        ("mean system CPU, %", off["cpu_mean"], on["cpu_mean"], "-", "-"),
+        (
+            "mic capture to sent p50 / p99 / max, ms",
+            "-",
+            "-",
+            s("", _pong(sdk["mic_lag"]) if sdk else ""),
+            "-",
+            "-",
+        ),
+        ("transcript lines, user + agent", off["turns"], on["turns"], s("turns"), "-", "-"),
+        (
+            "pre-roll at the end, ms",
+            off["final_prebuffer_ms"],
+            on["final_prebuffer_ms"],
+            s("", "none"),
+            "-",
+            "-",
+        ),
+        ("tuning changes", len(off["changes"]), len(on["changes"]), s("", "-"), "-", "-"),
+        ("mean system CPU, %", off["cpu_mean"], on["cpu_mean"], s("cpu_mean"), "-", "-"),
     ]
+    if sdk is None:
+        rows = [r for r in rows if r[0] != "mic capture to sent p50 / p99 / max, ms"]
+    sdk_head = " SDK AsyncConversation |" if sdk else ""
     out = [
-        "| figure | adaptation off | adaptation on | target (on) | met |",
-        "|---|---|---|---|---|",
+        f"| figure | adaptation off | adaptation on |{sdk_head} target (on) | met |",
+        "|---|---|---|" + ("---|" if sdk else "") + "---|---|",
     ]
     if not targets:
         out = [line.replace(" target (on) | met |", " target | met |") for line in out]
-    out += [f"| {n} | {a} | {b} | {t if targets else '-'} | {m} |" for n, a, b, t, m in rows]
+    out += [f"| {n} | {a} | {b} |{c} {t if targets else '-'} | {m} |" for n, a, b, c, t, m in rows]
     return out
+
+
+SDK_NOTES = (
+    "[1] The SDK column's speaker is a real-time playout clock with no pre-roll (the SDK's "
+    "default interface writes each chunk straight to PyAudio): an agent audio chunk that arrived "
+    "after the previous chunk of the same reply had finished playing (less than "
+    f"{REPLY_GAP_S:g} s late) is one late chunk; the ms are the silence summed. "
+    "[2] The SDK's mic path has no bound (run_coroutine_threadsafe per 250 ms block), so it never "
+    "drops: the figure counts blocks sent more than "
+    f"{MIC_QUEUE_S:g} s after capture, the audio voicebox's 1 s capture queue would have dropped; "
+    "the next row gives the capture-to-sent delay."
+)
 
 
 def main() -> int:
@@ -516,12 +697,13 @@ def main() -> int:
     parser.add_argument(
         "--minutes", type=float, default=None, help="RSS run length (default 2; 0 skips)"
     )
+    parser.add_argument("--no-sdk", action="store_true", help="skip the official SDK's run")
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1))
     parser.add_argument(
         "--lead-s", type=float, default=0.25, help="how far ahead of real time the agent sends"
     )
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--scenario", choices=["on", "off", "rss"], help=argparse.SUPPRESS)
+    parser.add_argument("--scenario", choices=["on", "off", "rss", "sdk"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -536,13 +718,15 @@ def main() -> int:
         return 0
     if args.scenario:
         args.mode = args.scenario
-        print(json.dumps(asyncio.run(scenario(args))))
+        run = scenario_sdk if args.mode == "sdk" else scenario
+        print(json.dumps(asyncio.run(run(args))))
         return 0
 
     seconds = args.seconds or (15.0 if args.quick else 40.0)
     minutes = args.minutes if args.minutes is not None else (0.0 if args.quick else 2.0)
     w, lead = args.workers, args.lead_s
     stress = [run_mode(mode, seconds, w, lead) for mode in ("off", "on")]
+    sdk = run_mode("sdk", seconds, w, lead) if not args.no_sdk else None
     stalls = [
         run_mode(mode, seconds, w, lead, stall_ms=STALL_MS, name=f"stalls_{mode}")
         for mode in ("off", "on")
@@ -558,7 +742,8 @@ def main() -> int:
         rss,
         HERE / "report.png",
     )
-    print(f"Conversation under CPU stress ({load}), adaptive tuning off vs on")
+    vs_sdk = ", and the official SDK" if sdk else ""
+    print(f"Conversation under CPU stress ({load}), adaptive tuning off vs on{vs_sdk}")
     print()
     print(
         f"Each run: {seconds:g} s of an always_on conversation (file mic and speaker, local "
@@ -566,7 +751,10 @@ def main() -> int:
         "plain CPU stress run."
     )
     print()
-    print(*table(stress[0], stress[1], targets=True), sep="\n")
+    print(*table(stress[0], stress[1], targets=True, sdk=sdk), sep="\n")
+    if sdk is not None:
+        print()
+        print(SDK_NOTES + (" The SDK session ended early." if sdk["ended_early"] else ""))
     print()
     print(
         f"Same load plus a {STALL_MS} ms blocking call on the event loop every "
@@ -594,7 +782,7 @@ def main() -> int:
         )
     print()
     print("![buffer level, underruns and tuning changes under load](report.png)")
-    csvs = [r["csv"] for r in [*stress, *stalls, *([rss] if rss else [])]]
+    csvs = [r["csv"] for r in [*stress, *([sdk] if sdk else []), *stalls, *([rss] if rss else [])]]
     print()
     shown = [os.path.relpath(c, HERE.parent) for c in csvs]
     print("Time series (every 0.5 s): " + ", ".join(shown))

@@ -1,0 +1,32 @@
+"""bench_stress.py's SDK scenario still drives AsyncConversation against the simulator."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+
+def load(repo: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_stress", repo / "bench/bench_stress.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sdk_run_sends_mic_blocks_and_gets_pongs(repo: Path, tmp_path: Path) -> None:
+    bench = load(repo)
+    result = bench.run_mode("sdk", 4.0, 0, 1.0, out=tmp_path)
+    assert result["mode"] == "sdk"
+    assert result["mic_blocks"] >= 4  # 250 ms blocks over 4 s
+    assert result["mic_lag"]["n"] == result["mic_blocks"]
+    assert result["rtt"]["n"] >= 1  # the simulator saw the SDK answer its pings
+    assert result["ended_early"] is False
+    with open(result["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 4 and list(rows[0]) == bench.FIELDS
+    table = bench.table(result, result, targets=True, sdk=result)
+    assert "SDK AsyncConversation" in table[0]
+    assert all(line.count("|") == table[0].count("|") for line in table)
