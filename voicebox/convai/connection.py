@@ -456,18 +456,20 @@ class SessionLink:
         ws = self.ws
         session = self.session
         decode = messages.decode_server
+        play = self.audio.play
         loop = self._loop
         while True:
             frame = await ws.recv()
             t_recv = time.perf_counter()
-            self.last_frame_at = loop.time()
+            self.last_frame_at = now = loop.time()
             if self._probe is not None:
                 self._probe.cancel()
                 self._probe = None
             ev = decode(frame)
-            actions = session.receive(ev, self.now())
-            for a in actions:
-                if type(a) is Send:
+            for a in session.receive(ev, now):
+                if type(a) is Play:  # most frames are agent audio
+                    play(a.data)
+                elif type(a) is Send:
                     await ws.send(a.frame)
                     if type(ev) is messages.Ping:
                         self.pong_latency.add(time.perf_counter() - t_recv)
