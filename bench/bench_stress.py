@@ -317,6 +317,7 @@ async def scenario_sdk(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     t0 = time.monotonic()
     await conv.start_session()
+    stall = asyncio.create_task(stall_loop(args.stall_ms / 1000.0)) if args.stall_ms else None
     next_tick = t0
     while time.monotonic() - t0 < args.seconds:
         next_tick += TICK_S
@@ -332,6 +333,8 @@ async def scenario_sdk(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
     stop.set()
+    if stall is not None:
+        stall.cancel()
     ended = conv._should_stop.is_set()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(conv.end_session(), 5)
@@ -731,6 +734,11 @@ def main() -> int:
         run_mode(mode, seconds, w, lead, stall_ms=STALL_MS, name=f"stalls_{mode}")
         for mode in ("off", "on")
     ]
+    sdk_stalls = (
+        run_mode("sdk", seconds, w, lead, stall_ms=STALL_MS, name="stalls_sdk")
+        if not args.no_sdk
+        else None
+    )
     rss = run_mode("rss", minutes * 60, 0, 1.0, max_duration_s=45.0) if minutes > 0 else None
     cores, tool = os.cpu_count(), Stress(1).tool
     load = f"{w} {tool} workers on {cores} cores"
@@ -758,10 +766,11 @@ def main() -> int:
     print()
     print(
         f"Same load plus a {STALL_MS} ms blocking call on the event loop every "
-        f"{STALL_EVERY_S:g} s (a GC pause or slow synchronous call): the pre-roll has to grow."
+        f"{STALL_EVERY_S:g} s (a GC pause or slow synchronous call): the pre-roll has to grow. "
+        "The SDK run gets the same stall on its event loop."
     )
     print()
-    print(*table(stalls[0], stalls[1], targets=False), sep="\n")
+    print(*table(stalls[0], stalls[1], targets=False, sdk=sdk_stalls), sep="\n")
     for label, res in (("CPU stress", stress[1]), ("stalls", stalls[1])):
         print()
         print(f"Tuning changes, {label}, adaptation on: " + ("; ".join(res["changes"]) or "none"))
@@ -782,7 +791,16 @@ def main() -> int:
         )
     print()
     print("![buffer level, underruns and tuning changes under load](report.png)")
-    csvs = [r["csv"] for r in [*stress, *([sdk] if sdk else []), *stalls, *([rss] if rss else [])]]
+    csvs = [
+        r["csv"]
+        for r in [
+            *stress,
+            *([sdk] if sdk else []),
+            *stalls,
+            *([sdk_stalls] if sdk_stalls else []),
+            *([rss] if rss else []),
+        ]
+    ]
     print()
     shown = [os.path.relpath(c, HERE.parent) for c in csvs]
     print("Time series (every 0.5 s): " + ", ".join(shown))
