@@ -186,6 +186,18 @@ async def test_a_session_lost_mid_reply_lets_the_received_audio_play_out() -> No
 
 
 @pytest.mark.asyncio
+async def test_half_open_link_is_found_by_a_probe_even_when_no_reply_is_due() -> None:
+    # Nobody speaks, so no reply is due: the link must still be probed when it goes quiet, or
+    # only the keepalive (10 s + 10 s) would notice, while the user's words go nowhere.
+    sim = SimConfig(faults=(m_fault("1:silent:0.5"),), **QUIET)  # type: ignore[arg-type]
+    async with rig(sim, conversation__receive_timeout_s=0.5) as r:
+        await r.sim.wait_connection(2, timeout=8)
+        [closed] = r.logs.events("session.closed")
+        assert closed["CLASS"] == "transient"
+        assert r.logs.events("link.half_open")
+
+
+@pytest.mark.asyncio
 async def test_duration_cap_without_first_message_override_sends_none() -> None:
     async with rig(SimConfig(max_duration_s=0.6, **QUIET)) as r:  # type: ignore[arg-type]
         await r.sim.wait_connection(2)

@@ -267,6 +267,7 @@ class SessionLink:
         self._out_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._probe: asyncio.Task[None] | None = None
+        self._probe_ok_at = -1e9
         self._closing: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         self.done = asyncio.Event()
@@ -444,7 +445,7 @@ class SessionLink:
             return
         self.act(self.session.tick(now, self.audio.playing))
         if now - self.last_frame_at >= self._receive_timeout():
-            self._quiet()
+            self._quiet(now)
         if self._on_tick is not None:
             self._on_tick(self)
 
@@ -533,10 +534,16 @@ class SessionLink:
         result, is_error = await self.tools.run(call.name, call.parameters, self._tool_timeout)
         self.act(self.session.tool_result(call.tool_call_id, result, is_error))
 
-    def _quiet(self) -> None:
-        """No frame for a receive timeout: probe the link if the service should be talking."""
-        if self._probe is None and self.session.expecting_frames() and not self.done.is_set():
-            self._probe = asyncio.create_task(self._probe_link())
+    def _quiet(self, now: float) -> None:
+        """No frame for a receive timeout: probe the link with a protocol ping (the peer's
+        WebSocket stack answers it, so a quiet but healthy service is never taken for dead),
+        at most once per receive timeout. A dead link never delivers the transcript that would
+        make a reply due, so probing only then would leave it to the keepalive (~20 s)."""
+        if self._probe is not None or self.done.is_set():
+            return
+        if now - self._probe_ok_at < self._receive_timeout():
+            return
+        self._probe = asyncio.create_task(self._probe_link())
 
     async def _probe_link(self) -> None:
         self.probes += 1
@@ -558,5 +565,7 @@ class SessionLink:
             return
         except ConnectionClosed:
             return
-        self.session.link_ok()
+        self._probe_ok_at = self.now()
+        if self.session.expecting_frames():
+            self.session.link_ok()  # a reply was due, but the service is only slow
         self._probe = None
