@@ -29,7 +29,11 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voicebox", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="voicebox",
+        description="A voice appliance daemon for ElevenLabs Conversational AI agents "
+        "(Raspberry Pi 5: microphone, speaker, push button). Config: /etc/voicebox/config.yaml.",
+    )
     parser.add_argument("--version", action="version", version=f"voicebox {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
