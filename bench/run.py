@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="pass --quick to every script")
     parser.add_argument("--bench-dir", type=Path, default=HERE, help="where the bench_*.py are")
     parser.add_argument("--out", type=Path, default=None, help="report path (BENCH_DIR/report.md)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="per-script limit, seconds")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="per-script limit, seconds")
     parser.add_argument("--only", action="append", default=[], help="run only bench_NAME.py")
     args = parser.parse_args(argv)
     out = args.out or args.bench_dir / "report.md"
