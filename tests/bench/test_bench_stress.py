@@ -1,4 +1,5 @@
-"""bench_stress.py's SDK scenario still drives AsyncConversation against the simulator."""
+"""bench_stress.py still wires the real engine, supervisor, monitor and tuner, and still drives
+the SDK's AsyncConversation against the simulator."""
 
 from __future__ import annotations
 
@@ -14,6 +15,25 @@ def load(repo: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_one_short_run_records_a_time_series_and_plots_it(repo: Path, tmp_path: Path) -> None:
+    bench = load(repo)
+    result = bench.run_mode("on", 4.0, 0, 1.0, out=tmp_path)
+    for key in ("underruns", "dropped_mic", "pong", "rtt", "changes", "turns", "rss_last_mb"):
+        assert key in result
+    assert result["sessions"] >= 1
+    with open(result["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 4 and list(rows[0]) == bench.FIELDS
+    assert all(float(r["rss_mb"]) > 0 for r in rows)
+    assert any(r["state"] in ("listening", "speaking") for r in rows)
+    assert result["rss_first_mb"] <= result["rss_max_mb"] and len(result["py_blocks"]) == 3
+    rss = [line for line in bench.rss_table(result, 4 / 60) if line.startswith("|")]
+    assert len(rss) == 5 and all(line.count("|") == 5 for line in rss)
+    png = tmp_path / "plot.png"
+    bench.plot([("short run", [result, {**result, "mode": "off"}])], None, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_sdk_run_sends_mic_blocks_and_gets_pongs(repo: Path, tmp_path: Path) -> None:
