@@ -88,6 +88,7 @@ class PhoneCall:
         self.dtmf: list[str] = []
         self._malformed_kinds: set[str] = set()
         self._hung_up = asyncio.Event()
+        self._shutdown = asyncio.Event()
         self._unreachable = asyncio.Event()
         self._trouble_since: float | None = time.monotonic()
         self._give_up_s = cfg.phone.give_up_s
@@ -107,18 +108,25 @@ class PhoneCall:
         conversation = asyncio.create_task(self.supervisor.run(), name="phone-conversation")
         self._give_up_task = asyncio.create_task(self._watch_trouble(), name="phone-give-up")
         unreachable = asyncio.create_task(self._unreachable.wait())
+        hung_up = asyncio.create_task(self._hung_up.wait())
+        shutdown = asyncio.create_task(self._shutdown.wait())
         try:
             await asyncio.wait(
-                {reader, conversation, unreachable}, return_when=asyncio.FIRST_COMPLETED
+                {reader, conversation, unreachable, hung_up, shutdown},
+                return_when=asyncio.FIRST_COMPLETED,
             )
             if reader.done() or self._hung_up.is_set():
                 await self._caller_hung_up(conversation)
             elif conversation.done():
                 await self._agent_ended(reader)
+            elif self._shutdown.is_set():
+                self.ended_by = "shutdown"
+                await self.supervisor.stop()
+                await self._complete_call(reader)
             else:
                 await self._give_up(conversation, reader)
         finally:
-            for task in (reader, unreachable, self._give_up_task):
+            for task in (reader, unreachable, hung_up, shutdown, self._give_up_task):
                 task.cancel()
             if not conversation.done():
                 await self.supervisor.stop()
@@ -146,6 +154,10 @@ class PhoneCall:
     def hang_up(self) -> None:
         """The caller is gone (status callback): end the conversation."""
         self._hung_up.set()
+
+    def shut_down(self) -> None:
+        """The service stops: close the session and complete the call."""
+        self._shutdown.set()
 
     async def _caller_hung_up(self, conversation: asyncio.Task[None]) -> None:
         self.ended_by = "caller"

@@ -111,10 +111,10 @@ class PhoneServer:
         return self.port
 
     async def stop(self) -> None:
-        """Hang up every call (REST completion), close their sessions, stop listening."""
+        """Close every call's session and complete the call (REST), then stop listening."""
         calls = list(self.calls.values())
         for call in calls:
-            call.hang_up()
+            call.shut_down()
         for call in calls:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(10.0):

@@ -83,6 +83,15 @@ class FakeCall:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)  # the stream is over
     _say: deque[bytes] = field(default_factory=deque)
     _end: asyncio.Event = field(default_factory=asyncio.Event)
+    _ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def send_raw(self, frame: str | bytes) -> None:
+        """Send any frame on the stream as Twilio (malformed-input tests)."""
+        assert self._ws is not None
+        if isinstance(frame, bytes):
+            await self._ws.send_bytes(frame)
+        else:
+            await self._ws.send_str(frame)
 
     def say(self, samples: npt.NDArray[np.int16]) -> float:
         """Queue the caller's speech (int16 at 8 kHz), sent in real time; returns its seconds."""
@@ -277,6 +286,7 @@ class TwilioFake:
             call.stopped.set()
             ready.set()
             return
+        call._ws = ws
         self._event("twilio.stream_connected", call_sid=call.sid, stream_sid=call.stream_sid)
         ready.set()
         playout: deque[tuple[str, int, bytes]] = (
