@@ -9,7 +9,8 @@ package cannot serve a POST with a body) on phone.listen_host:listen_port:
     GET  /twilio/media   the bidirectional Media Stream (WebSocket); unknown token -> close 1008
     POST /twilio/status  call status callback (signed): a finished call ends its conversation
 
-The status socket `<runtime_dir>/phone.sock` serves the snapshot (`voicebox status --socket`).
+The status socket `$RUNTIME_DIRECTORY/phone.sock` (or `<paths.runtime_dir>/phone.sock`) serves
+the snapshot with the active calls (`voicebox status --socket /run/voicebox-phone/phone.sock`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -347,7 +349,9 @@ async def serve_until_signal(cfg: Config, token: Secret, api_key: Secret | None)
     except OSError as exc:
         logs.event(log, "phone.start_failed", logging.ERROR, error=exc.strerror or str(exc))
         return 1
-    status = StatusServer(Path(cfg.paths.runtime_dir) / STATUS_SOCKET, server.snapshot)
+    # systemd's RuntimeDirectory= of voicebox-phone.service, else paths.runtime_dir.
+    runtime = os.environ.get("RUNTIME_DIRECTORY") or cfg.paths.runtime_dir
+    status = StatusServer(Path(runtime) / STATUS_SOCKET, server.snapshot)
     await status.start()
     notifier = Notifier()
     notifier.ready(f"serving phone calls on port {server.port}")
