@@ -13,6 +13,7 @@ from voicebox.config import Secret
 from voicebox.phone.server import MEDIA_PATH, place_call
 from voicebox.phone.twilio_fake import FakeCall
 from voicebox.simulator.server import SimConfig
+from voicebox.status import metrics_text
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
@@ -171,7 +172,11 @@ async def test_over_max_calls_the_next_call_is_answered_busy() -> None:
         second = await rig.call()
         assert second.rejected == "busy" and second.stream_url is None
         assert rig.server.counters["busy"] == 1
-        assert rig.server.snapshot()["active_calls"] == 1
+        snap = rig.server.snapshot()
+        assert snap["active_calls"] == 1 and snap["state"] == "1 active call"
+        assert snap["calls"][first.sid]["conversation_id"] == "conv_sim_1"
+        text = metrics_text(rig.server.metrics())
+        assert "voicebox_active_calls 1\n" in text and "voicebox_counters_phone_busy 1\n" in text
         first.hang_up()
         await asyncio.wait_for(first.stopped.wait(), 10)
 

@@ -312,13 +312,14 @@ class PhoneCall:
                 return
 
     def snapshot(self) -> dict[str, Any]:
+        sup = self.supervisor.snapshot()
         return {
-            "call_sid": self.call_sid,
             "stream_sid": self.stream_sid,
-            "conversation_id": self.conversation_ids[-1] if self.conversation_ids else None,
+            "conversation_id": sup["conversation_id"],
             "state": str(self.state),
             "age_s": round(time.monotonic() - self.started, 1),
             "heard_s": round(self.port.heard_s, 2),
+            "turns": sup["turns"],
+            "reconnects": sup["counters"]["reconnects"],
             "malformed": self.malformed,
-            "supervisor": self.supervisor.snapshot(),
         }

@@ -39,7 +39,7 @@ from voicebox import __version__, config, logs
 from voicebox.config import EX_CONFIG, Config, ConfigError, Secret
 from voicebox.phone import context, media, rest
 from voicebox.phone.call import PhoneCall
-from voicebox.status import StatusServer
+from voicebox.status import MetricsFile, StatusServer, write_metrics_periodically
 from voicebox.systemd import Notifier
 
 log = logging.getLogger("voicebox.phone")
@@ -132,15 +132,22 @@ class PhoneServer:
         return len(self.calls) + len(self._pending)
 
     def snapshot(self) -> dict[str, Any]:
+        """For the status socket: counts, counters and one section per call."""
+        active = self.active_calls
+        return {
+            **self.metrics(),
+            "state": f"{active} active call{'' if active == 1 else 's'}",
+            "calls": {sid: call.snapshot() for sid, call in self.calls.items()},
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        """For the metrics textfile: numbers only, no per-call labels."""
         return {
             "version": __version__,
-            "service": "phone",
-            "state": "serving",
             "uptime_s": round(time.monotonic() - self.started, 1),
             "active_calls": self.active_calls,
             "max_calls": self.cfg.phone.max_calls,
-            "counters": dict(self.counters),
-            "calls": [call.snapshot() for call in self.calls.values()],
+            "counters": {f"phone_{k}": v for k, v in self.counters.items()},
         }
 
     # --- URLs ----------------------------------------------------------------------------------
@@ -353,6 +360,17 @@ async def serve_until_signal(cfg: Config, token: Secret, api_key: Secret | None)
     runtime = os.environ.get("RUNTIME_DIRECTORY") or cfg.paths.runtime_dir
     status = StatusServer(Path(runtime) / STATUS_SOCKET, server.snapshot)
     await status.start()
+    metrics_task = None
+    if (
+        cfg.monitor.metrics_path
+    ):  # beside the appliance's file: voicebox.prom -> voicebox_phone.prom
+        daemon_file = Path(cfg.monitor.metrics_path)
+        metrics = MetricsFile(
+            daemon_file.with_name(f"{daemon_file.stem}_phone{daemon_file.suffix}")
+        )
+        metrics_task = asyncio.create_task(
+            write_metrics_periodically(metrics, server.metrics, cfg.monitor.metrics_interval_s)
+        )
     notifier = Notifier()
     notifier.ready(f"serving phone calls on port {server.port}")
     stop = asyncio.Event()
@@ -368,6 +386,8 @@ async def serve_until_signal(cfg: Config, token: Secret, api_key: Secret | None)
             notifier.watchdog()
             notifier.status(f"{server.active_calls} active calls")
     notifier.stopping()
+    if metrics_task is not None:
+        metrics_task.cancel()
     await server.stop()
     await status.stop()
     return 0
