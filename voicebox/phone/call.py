@@ -44,6 +44,14 @@ _TROUBLE = (State.RECONNECTING, State.DEGRADED, State.CONNECTING)
 Complete = Callable[[str], Awaitable[str]]
 
 
+def _latency(name: str, stats: LatencyStats) -> dict[str, float]:
+    """p50/p99 of what the bridge adds on one direction, as call.ended fields."""
+    summary = stats.summary()
+    if not summary:
+        return {}
+    return {f"{name}_p50_ms": summary["p50_ms"], f"{name}_p99_ms": summary["p99_ms"]}
+
+
 class PhoneCall:
     """One call on one accepted Media Stream."""
 
@@ -149,6 +157,8 @@ class PhoneCall:
                 heard_s=round(self.port.heard_s, 2),
                 sessions=len(self.conversation_ids),
                 malformed=self.malformed or None,
+                **_latency("caller_to_agent", self.port.inbound),
+                **_latency("agent_to_caller", self.outbound),
             )
 
     def hang_up(self) -> None:
