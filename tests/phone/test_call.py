@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.phone.rig import ACCOUNT, TOKEN, PhoneRig, phone_rig
 from voicebox.config import Secret
+from voicebox.phone.rest import RestError
 from voicebox.phone.server import MEDIA_PATH, place_call
 from voicebox.phone.twilio_fake import FakeCall
 from voicebox.simulator.server import SimConfig
@@ -229,10 +233,27 @@ async def test_malformed_stream_messages_are_counted_and_the_call_goes_on() -> N
         await asyncio.wait_for(call.stopped.wait(), 10)
 
 
-async def test_outbound_call_opens_the_same_stream() -> None:
+async def test_voicebox_call_places_an_outbound_call_that_opens_the_same_stream(
+    tmp_path: Path,
+) -> None:
     async with phone_rig(sim_config()) as rig:
-        sid, status = await place_call(rig.server.cfg, Secret(TOKEN), "+15550100003")
-        assert status == "queued"
+        phone = rig.server.cfg.phone
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(
+            f"phone:\n  enabled: true\n  public_url: {phone.public_url}\n"
+            f"  account_sid: {ACCOUNT}\n  from_number: '+15550100002'\n"
+            f"  api_base: {phone.api_base}\n"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "voicebox", "call", "+15550100003", "--config", str(cfg),
+            env={**os.environ, "TWILIO_AUTH_TOKEN": TOKEN},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        sid = out.decode().split()[1]
+        assert out.decode().strip() == f"call {sid} to +15550100003: queued"
+        assert TOKEN not in (out + err).decode()
         await rig.fake.wait_for(lambda: sid in rig.server.calls)
         call = rig.fake.calls[sid]
         assert call.direction == "outbound-api" and call.to == "+15550100003"
@@ -242,3 +263,11 @@ async def test_outbound_call_opens_the_same_stream() -> None:
         # The status callback after the hang-up was signed and accepted.
         await rig.fake.wait_for(lambda: rig.logs.events("call.status"))
         assert rig.logs.events("call.status")[0]["STATUS"] == "completed"
+
+
+async def test_rest_requests_with_a_wrong_token_fail_cleanly() -> None:
+    async with phone_rig(sim_config()) as rig:
+        cfg = rig.server.cfg
+        with pytest.raises(RestError, match="HTTP 401 code 20003"):
+            await place_call(cfg, Secret("wrong-token"), "+15550100003")
+        assert not rig.fake.calls

@@ -44,7 +44,7 @@ _TROUBLE = (State.RECONNECTING, State.DEGRADED, State.CONNECTING)
 Complete = Callable[[str], Awaitable[str]]
 
 
-def _latency(name: str, stats: LatencyStats) -> dict[str, float]:
+def _latency(name: str, stats: LatencyStats) -> dict[str, Any]:
     """p50/p99 of what the bridge adds on one direction, as call.ended fields."""
     summary = stats.summary()
     if not summary:
