@@ -86,6 +86,7 @@ class PhoneCall:
                 "announcements.enabled": True,
                 "announcements.degraded": cfg.phone.failure_message,
                 "announcements.rule": "interrupt",
+                "audio.output.sample_rate": 8000,  # synthesised as pcm_8000: the line's rate
             },
         )
         self._announcer = Announcer(announce_cfg, self.port, api_key)
@@ -245,8 +246,8 @@ class PhoneCall:
                 return
             elif tp is media.Dtmf:
                 assert isinstance(ev, media.Dtmf)
-                self.dtmf.append(ev.digit)
-                event(log, "call.dtmf", call_sid=self.call_sid, digit=ev.digit)
+                self.dtmf.append(ev.digit)  # never logged: callers key in PINs and card numbers
+                event(log, "call.dtmf", logging.DEBUG, call_sid=self.call_sid, n=len(self.dtmf))
             elif tp is media.Malformed or tp is media.Unknown:
                 self._bad(ev)
         event(log, "stream.closed", call_sid=self.call_sid, code=self.ws.close_code)
