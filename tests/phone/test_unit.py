@@ -63,3 +63,22 @@ def test_unit_contract() -> None:
     assert s["PrivateDevices"] == ["yes"] and "DeviceAllow" not in s
     for key in ("NoNewPrivileges", "ProtectSystem", "SystemCallFilter", "RestrictNamespaces"):
         assert s[key] == appliance[key]
+
+
+def test_install_puts_the_phone_unit_in_place_disabled_and_uninstall_removes_it(
+    tmp_path: Path,
+) -> None:
+    script = UNITS.parent / "scripts" / "install.sh"
+    root = tmp_path / "root"
+
+    def install(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = ["bash", str(script), "--root", str(root), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    r = install("--prefix", "/srv/vb")
+    assert r.returncode == 0, r.stderr
+    unit = root / "etc/systemd/system/voicebox-phone.service"
+    assert "ExecStart=/srv/vb/venv/bin/python -m voicebox phone" in unit.read_text()
+    assert "enable voicebox-phone" not in r.stdout  # phone.enabled is off by default
+    assert install("--uninstall").returncode == 0
+    assert not unit.exists()
