@@ -183,6 +183,12 @@ async def test_over_max_calls_the_next_call_is_answered_busy() -> None:
         assert "voicebox_active_calls 1\n" in text and "voicebox_counters_phone_busy 1\n" in text
         first.hang_up()
         await asyncio.wait_for(first.stopped.wait(), 10)
+        await rig.fake.wait_for(lambda: rig.server.active_calls == 0)
+        # A webhook Twilio retries for the same call takes no second slot.
+        params = {"CallSid": "CA" + "7" * 32, "AccountSid": ACCOUNT, "From": "+1", "To": "+2"}
+        answers = [(await rig.fake.post_signed(rig.voice_url, params))[1] for _ in range(2)]
+        assert answers[0] == answers[1] and "<Stream" in answers[0]
+        assert rig.server.active_calls == 1
 
 
 async def test_a_stream_with_an_unknown_token_is_closed_1008() -> None:

@@ -193,7 +193,10 @@ class PhoneServer:
                 log, "webhook.rejected", logging.WARNING, path=request.path, reason="no CallSid"
             )
             return web.Response(status=400, text="no CallSid\n")
-        if self.active_calls >= self.cfg.phone.max_calls:
+        retried = next((t for t, p in self._pending.items() if p.call_sid == call_sid), None)
+        if retried is not None:  # Twilio retried the webhook: same call, same token, no new slot
+            del self._pending[retried]
+        if retried is None and self.active_calls >= self.cfg.phone.max_calls:
             self.counters["busy"] += 1
             logs.event(
                 log,
@@ -204,7 +207,7 @@ class PhoneServer:
             )
             response.reject(reason="busy")
         else:
-            token = secrets.token_urlsafe(24)
+            token = retried or secrets.token_urlsafe(24)
             self._pending[token] = _Pending(call_sid, time.monotonic() + TOKEN_TTL_S)
             connect = Connect()
             stream = connect.stream(url=self.stream_url())
