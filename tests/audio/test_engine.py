@@ -166,3 +166,37 @@ def test_engine_implements_the_audio_port_exactly() -> None:
         if callable(want):
             assert inspect.signature(have) == inspect.signature(want), name
             assert inspect.iscoroutinefunction(have) == inspect.iscoroutinefunction(want), name
+
+
+@pytest.mark.asyncio
+async def test_a_file_device_error_is_recovered_once_not_forever(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One failed write (a full disk) costs one reopen; the error does not outlive it."""
+    caplog.set_level(logging.INFO, logger="voicebox.audio.engine")
+    engine = AudioEngine(file_config(tmp_path))
+    await engine.start(lambda c: None)
+    try:
+        await wait_for(engine.alive, 5)
+        writer = engine._writer
+        assert writer is not None
+        real_write = writer.write
+        failures = [OSError(28, "No space left on device")]
+
+        def write_once_failing(samples: np.ndarray) -> None:
+            if failures:
+                raise failures.pop()
+            real_write(samples)
+
+        writer.write = write_once_failing  # type: ignore[method-assign]
+        await wait_for(lambda: "audio.device_reopened" in caplog.text)
+        playback = engine._playback
+        assert playback is not None
+        periods = playback.callbacks
+        await wait_for(lambda: playback.callbacks >= periods + 100)  # 2 s of device clock
+        await wait_for(engine.alive, 5)
+        assert engine.stats().device_errors == 1
+    finally:
+        await engine.stop()
+    lost = [r for r in caplog.records if r.getMessage().startswith("audio.device_lost")]
+    assert len(lost) == 1 and "reason=stream_error" in lost[0].getMessage()

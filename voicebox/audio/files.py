@@ -114,6 +114,7 @@ class _Paced:
             self.error = exc
 
     def open(self) -> None:
+        self.error = None  # a fresh start: an error of the last run is what recovery reopened for
         self._stop.clear()
         self._thread = threading.Thread(target=self.run, name=self._thread_name, daemon=True)
         self._thread.start()
