@@ -200,3 +200,32 @@ async def test_a_file_device_error_is_recovered_once_not_forever(
         await engine.stop()
     lost = [r for r in caplog.records if r.getMessage().startswith("audio.device_lost")]
     assert len(lost) == 1 and "reason=stream_error" in lost[0].getMessage()
+
+
+@pytest.mark.asyncio
+async def test_engine_start_with_a_long_wav_does_not_load_it(tmp_path: Path) -> None:
+    """The file input opens a 10-minute WAV without holding it: start-up's traced peak stays
+    far below the file's 19 MB."""
+    import tracemalloc
+
+    second = (np.random.default_rng(0).standard_normal(16000) * 3000).astype("<i2").tobytes()
+    with wave.open(str(tmp_path / "long.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(second * 600)
+    cfg = AudioConfig(
+        InputConfig(backend="file", path=str(tmp_path / "long.wav")),
+        OutputConfig(backend="file", path=str(tmp_path / "out.wav")),
+    )
+    engine = AudioEngine(cfg)
+    chunks: list[np.ndarray] = []
+    tracemalloc.start()
+    try:
+        await engine.start(chunks.append)
+        await wait_for(lambda: len(chunks) >= 10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        await engine.stop()
+    assert peak < 4 * 1024 * 1024

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from voicebox.audio import devices
 from voicebox.audio.capture import Capture
 from voicebox.audio.devices import AudioDeviceError
-from voicebox.audio.files import FileSink, FileSource, WavWriter, read_wav_mono
+from voicebox.audio.files import FileSink, FileSource, WavReader, WavWriter
 from voicebox.audio.formats import PCM_16000, AudioFormat
 from voicebox.audio.playback import Playback
 from voicebox.audio.port import AudioStats, OnChunk
@@ -188,18 +188,19 @@ class AudioEngine:
             return
         loop = asyncio.get_running_loop()
         icfg, ocfg = self._cfg.input, self._cfg.output
-        source_samples = None
+        reader: WavReader | None = None
         if icfg.backend == "file":
             if not icfg.path:
                 raise AudioDeviceError(
                     "audio.input.path is required with audio.input.backend: file"
                 )
             try:
-                source_samples, in_rate = read_wav_mono(icfg.path, icfg.sample_rate)
+                reader = WavReader(icfg.path, icfg.sample_rate)
             except (OSError, EOFError, ValueError) as exc:  # wave.Error is an Exception subclass
                 raise AudioDeviceError(f"audio.input.path {icfg.path!r}: {exc}") from exc
             except Exception as exc:
                 raise AudioDeviceError(f"audio.input.path {icfg.path!r}: not a WAV: {exc}") from exc
+            in_rate = reader.rate
         else:
             in_rate = icfg.sample_rate or devices.default_rate(
                 devices.find_device(icfg.device, "input")
@@ -224,9 +225,8 @@ class AudioEngine:
         out_block = max(1, out_rate * ocfg.block_ms // 1000)
         inp: _Device
         out: _Device
-        if source_samples is not None:
-            inp = FileSource(capture, source_samples, in_rate, icfg.chunk_ms, loop=icfg.loop)
-            inp.name = str(icfg.path)
+        if reader is not None:
+            inp = FileSource(capture, reader, icfg.chunk_ms, loop=icfg.loop)
         else:
             inp = _SdStream("input", icfg.device, in_rate, in_block, icfg.latency, capture=capture)
         if ocfg.backend == "file":
@@ -234,6 +234,8 @@ class AudioEngine:
             try:
                 self._writer = WavWriter(ocfg.path, out_rate)
             except OSError as exc:
+                if reader is not None:
+                    reader.close()
                 raise AudioDeviceError(f"audio.output.path {ocfg.path!r}: {exc}") from exc
             out = FileSink(playback, self._writer, ocfg.block_ms)
             out.name = ocfg.path
@@ -247,8 +249,7 @@ class AudioEngine:
             inp.open()
         except BaseException:
             await self._close_devices()
-            if self._writer is not None:
-                self._writer.close()
+            self._release_files()
             self._capture = self._playback = self._input = self._output = self._writer = None
             raise
         for kind, dev, rate in (("input", inp, in_rate), ("output", out, out_rate)):
@@ -333,6 +334,12 @@ class AudioEngine:
                 await self._supervisor
             self._supervisor = None
         await self._close_devices()
+        self._release_files()
+
+    def _release_files(self) -> None:
+        """Close the file devices' files (the input WAV; the output WAV finalised)."""
+        if isinstance(self._input, FileSource):
+            self._input.release()
         if self._writer is not None:
             self._writer.close()
 
