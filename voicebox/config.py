@@ -320,16 +320,18 @@ class _Loader:
             if not isinstance(node, yaml.MappingNode):
                 self.problem(node, path, f"expected a mapping, got {_show(node)}")
                 return _INVALID
-            return _plain(node)
+            return self.plain(node, path)
         if origin is list:
             if not isinstance(node, yaml.SequenceNode):
                 self.problem(node, path, f"expected a list, got {_show(node)}")
                 return _INVALID
-            return _plain(node)
+            return self.plain(node, path)
         if not isinstance(node, yaml.ScalarNode):
             self.problem(node, path, f"expected {_describe(tp, rules)}, got {_show(node)}")
             return _INVALID
-        raw = _plain(node)
+        raw = self.plain(node, path)
+        if raw is _INVALID:
+            return _INVALID
         for option in _options(tp):
             ok, val = _coerce(option, raw)
             if ok:
@@ -339,6 +341,17 @@ class _Loader:
                 return val
         self.problem(node, path, f"expected {_describe(tp, rules)}, got {_show(node)}")
         return _INVALID
+
+    def plain(self, node: yaml.Node, path: str) -> Any:
+        """The node as plain data, or _INVALID with a problem at its line (an unknown tag)."""
+        try:
+            return _plain(node)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line if mark is not None else node.start_mark.line
+            text = "invalid YAML: " + (getattr(exc, "problem", None) or str(exc))
+            self.problems.append(f"{self.name}:{line + 1}: {path}: {text}")
+            return _INVALID
 
 
 _INVALID = object()
@@ -405,12 +418,18 @@ def _describe(tp: Any, rules: Mapping[str, Any]) -> str:
 
 
 def _plain(node: yaml.Node) -> Any:
-    return yaml.safe_load(yaml.serialize(node))
+    """The node as plain Python data (safe types only); yaml.YAMLError for an unknown tag."""
+    return yaml.constructor.SafeConstructor().construct_document(node)
 
 
 def _show(node: yaml.Node) -> str:
     if isinstance(node, yaml.ScalarNode):
-        return repr(_plain(node)) if node.value != "" else "nothing"
+        if node.value == "":
+            return "nothing"
+        try:
+            return repr(_plain(node))
+        except yaml.YAMLError:
+            return repr(node.value)
     return "a mapping" if isinstance(node, yaml.MappingNode) else "a list"
 
 

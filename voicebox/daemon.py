@@ -154,13 +154,21 @@ class Daemon:
         logs.event(log, "daemon.stopped", uptime_s=round(time.monotonic() - self.started, 1))
 
     async def reload(self) -> None:
+        """SIGHUP: apply the file if it is valid; READY=1 follows RELOADING=1 whatever happens."""
         self.notifier.reloading()
+        try:
+            await self._reload()
+        except Exception as exc:  # a bug applying a valid file: keep running, say what failed
+            logs.event(log, "config.reload_failed", logging.ERROR, error=repr(exc))
+        finally:
+            self.notifier.ready(self._status_text())
+
+    async def _reload(self) -> None:
         try:
             new = config.load(self.config_path)
         except ConfigError as exc:
             for problem in exc.problems:
                 logs.event(log, "config.reload_refused", logging.ERROR, problem=problem)
-            self.notifier.ready(self._status_text())
             return
         self.cfg = new
         logging.getLogger().setLevel(new.logging.level.upper())
@@ -171,7 +179,6 @@ class Daemon:
         self.tuner = Tuner(new, self.env)
         self._apply_tuning(self._initial_tuning())
         logs.event(log, "config.reloaded", config=str(self.config_path))
-        self.notifier.ready(self._status_text())
 
     # --- parts ---------------------------------------------------------------------------
 

@@ -81,6 +81,35 @@ def test_invalid_yaml_names_the_line() -> None:
         config.parse("agent:\n  agent_id: [unclosed\n", "c.yaml")
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("audio:\n  input:\n    device: !device USB\n", 3, "audio.input.device"),
+        ("agent:\n  dynamic_variables:\n    name: !name Bob\n", 3, "agent.dynamic_variables"),
+        ("announcements:\n  ready: !!python/name:os.system\n", 2, "announcements.ready"),
+    ],
+)
+def test_unknown_yaml_tag_is_a_problem_with_its_line(text: str, line: int, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.parse(text, "c.yaml")
+    (problem,) = err.value.problems
+    assert problem.startswith(f"c.yaml:{line}: {key}: invalid YAML:")
+    assert "tag" in problem
+
+
+def test_check_config_exits_78_on_an_unknown_tag(tmp_path: Path) -> None:
+    bad = tmp_path / "tag.yaml"
+    bad.write_text("audio:\n  input:\n    device: !device USB\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "voicebox", "check-config", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 78
+    assert f"{bad}:3: audio.input.device: invalid YAML:" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_empty_file_is_all_defaults() -> None:
     assert config.parse("") == Config()
 

@@ -210,6 +210,28 @@ async def test_lifecycle_ready_reload_and_sigterm_mid_reply(tmp_path: Path, sim:
 
 
 @pytest.mark.asyncio
+async def test_reload_with_an_unknown_yaml_tag_is_refused_and_ready_follows(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    """A tag such as !device is a config problem with its line, not a crash of the reload."""
+    _input_wav(tmp_path / "in.wav")
+    config = _config(tmp_path, sim.url)
+    async with run_daemon(tmp_path, config) as d:
+        await d.note("READY=1")
+        good = config.read_text()
+        config.write_text(good.replace("gpio:", "tuning:\n  adaptive: !device yes\ngpio:"))
+        line = config.read_text().splitlines().index("  adaptive: !device yes") + 1
+        d.proc.send_signal(signal.SIGHUP)
+        await d.note("RELOADING=1")
+        await d.note("READY=1")
+        refused = await d.log_line("config.reload_refused")
+        assert f"config.yaml:{line}: tuning.adaptive:" in refused and "!device" in refused
+        assert d.proc.returncode is None
+        assert await d.stop() == 0
+    assert "Traceback" not in "\n".join(d.lines)
+
+
+@pytest.mark.asyncio
 async def test_api_key_never_logged_even_at_debug(tmp_path: Path) -> None:
     simulator = Simulator(SimConfig(api_key=KEY, require_signature=True))
     await simulator.start()
