@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -332,6 +333,9 @@ class _Loader:
         raw = self.plain(node, path)
         if raw is _INVALID:
             return _INVALID
+        if isinstance(raw, float) and not math.isfinite(raw):
+            self.problem(node, path, f"expected a finite number, got {node.value!r}")
+            return _INVALID
         for option in _options(tp):
             ok, val = _coerce(option, raw)
             if ok:
@@ -345,16 +349,39 @@ class _Loader:
     def plain(self, node: yaml.Node, path: str) -> Any:
         """The node as plain data, or _INVALID with a problem at its line (an unknown tag)."""
         try:
-            return _plain(node)
+            data = _plain(node)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line if mark is not None else node.start_mark.line
             text = "invalid YAML: " + (getattr(exc, "problem", None) or str(exc))
             self.problems.append(f"{self.name}:{line + 1}: {path}: {text}")
             return _INVALID
+        if not isinstance(node, yaml.ScalarNode):
+            bad = _non_finite(node)
+            if bad is not None:
+                self.problem(bad, path, f"expected finite numbers, got {bad.value!r}")
+                return _INVALID
+        return data
 
 
 _INVALID = object()
+
+
+def _non_finite(node: yaml.Node) -> yaml.Node | None:
+    """The first scalar inside `node` that YAML reads as NaN or infinity (JSON has neither)."""
+    if isinstance(node, yaml.ScalarNode):
+        value = _plain(node) if node.tag.endswith(":float") else None
+        return node if isinstance(value, float) and not math.isfinite(value) else None
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    for child in children:
+        found = _non_finite(child)
+        if found is not None:
+            return found
+    return None
 
 
 def _options(tp: Any) -> list[Any]:

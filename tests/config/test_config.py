@@ -110,6 +110,61 @@ def test_check_config_exits_78_on_an_unknown_tag(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("conversation:\n  receive_timeout_s: .nan\n", 2, "conversation.receive_timeout_s"),
+        (
+            "conversation:\n  reconnect:\n    degraded_s: .inf\n",
+            3,
+            "conversation.reconnect.degraded_s",
+        ),
+        (
+            "conversation:\n  reconnect:\n    initial_s: .NaN\n",
+            3,
+            "conversation.reconnect.initial_s",
+        ),
+        ("conversation:\n  reconnect:\n    max_s: .nan\n", 3, "conversation.reconnect.max_s"),
+        ("audio:\n  output:\n    latency: -.inf\n", 3, "audio.output.latency"),
+        ("tuning:\n  cpu_high_percent: .nan\n", 2, "tuning.cpu_high_percent"),
+        ("conversation:\n  idle_close_s: 1.0e+999\n", 2, "conversation.idle_close_s"),
+        ("agent:\n  dynamic_variables:\n    a: 1\n    b: .nan\n", 4, "agent.dynamic_variables"),
+        ("agent:\n  custom_llm_extra_body: {t: [0.5, .inf]}\n", 2, "agent.custom_llm_extra_body"),
+    ],
+)
+def test_nan_and_infinity_are_refused_everywhere(text: str, line: int, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.parse(text, "c.yaml")
+    (problem,) = err.value.problems
+    assert problem.startswith(f"c.yaml:{line}: {key}: expected ") and "finite number" in problem
+    assert config.parse("agent:\n  dynamic_variables: {a: '.nan', b: 1.5}\n")  # strings pass
+
+
+def test_every_float_field_refuses_nan() -> None:
+    """Walk the schema: no float setting, however nested, accepts .nan."""
+    import dataclasses
+    import typing
+
+    def float_paths(cls: type, prefix: str = "") -> list[str]:
+        out = []
+        for f in dataclasses.fields(cls):
+            tp = typing.get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(tp):
+                out += float_paths(tp, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+            elif float in (typing.get_args(tp) or (tp,)):
+                out.append(prefix + f.name)
+        return out
+
+    paths = float_paths(Config)
+    assert len(paths) > 20
+    for path in paths:
+        *parents, leaf = path.split(".")
+        text = "".join(f"{'  ' * i}{p}:\n" for i, p in enumerate(parents))
+        text += f"{'  ' * len(parents)}{leaf}: .nan\n"
+        with pytest.raises(ConfigError, match="finite"):
+            config.parse(text)
+
+
 def test_empty_file_is_all_defaults() -> None:
     assert config.parse("") == Config()
 
