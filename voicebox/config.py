@@ -13,6 +13,7 @@ import math
 import os
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,6 +277,7 @@ class _Loader:
     def __init__(self, name: str) -> None:
         self.name = name
         self.problems: list[str] = []
+        self.nodes: dict[str, yaml.Node] = {}  # key path -> its value's node (for cross-checks)
 
     def problem(self, node: yaml.Node | None, path: str, text: str) -> None:
         where = f"{self.name}:{node.start_mark.line + 1}" if node is not None else self.name
@@ -309,6 +311,7 @@ class _Loader:
             if key in kwargs:
                 self.problem(key_node, sub, "key given twice")
                 continue
+            self.nodes[sub] = value_node
             kwargs[key] = self.value(hints[key], value_node, sub, fields[key].metadata)
         kwargs = {k: v for k, v in kwargs.items() if v is not _INVALID}
         return cls(**kwargs)
@@ -479,16 +482,40 @@ def parse(text: str, name: str = "config.yaml") -> Config:
 
 
 def _cross_checks(cfg: Config, loader: _Loader) -> None:
+    nodes = loader.nodes
     for side in ("input", "output"):
         sub = getattr(cfg.audio, side)
         if sub.backend == "file" and not sub.path:
-            loader.problem(None, f"audio.{side}.path", "required when backend is 'file'")
+            where = nodes.get(f"audio.{side}.backend")
+            loader.problem(where, f"audio.{side}.path", "required when backend is 'file'")
     t = cfg.tuning
     if t.prebuffer_min_ms > t.prebuffer_max_ms:
-        loader.problem(None, "tuning.prebuffer_min_ms", "must not exceed tuning.prebuffer_max_ms")
-    api = cfg.agent.api_base
-    if not api.startswith(("http://", "https://")):
-        loader.problem(None, "agent.api_base", f"expected an http(s) URL, got {api!r}")
+        where = nodes.get("tuning.prebuffer_min_ms")
+        loader.problem(where, "tuning.prebuffer_min_ms", "must not exceed tuning.prebuffer_max_ms")
+    problem = api_base_problem(cfg.agent.api_base)
+    if problem is not None:
+        loader.problem(nodes.get("agent.api_base"), "agent.api_base", problem)
+
+
+def api_base_problem(api: str) -> str | None:
+    """Why `api` cannot be the REST base the connection derives its URLs from, or None."""
+    if any(c.isspace() for c in api):
+        return f"expected an http(s) URL without spaces, got {api!r}"
+    try:
+        parts = urllib.parse.urlsplit(api)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"not a valid URL ({exc}): {api!r}"
+    if parts.scheme not in ("http", "https"):
+        return f"expected an http(s) URL, got {api!r}"
+    host = parts.hostname
+    if not host:
+        return f"no host in {api!r}"
+    try:
+        host.encode("idna")  # what the socket layer does with it
+    except UnicodeError:
+        return f"host {host!r} is not a valid host name (empty or over-long label)"
+    return None
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:

@@ -165,6 +165,55 @@ def test_every_float_field_refuses_nan() -> None:
             config.parse(text)
 
 
+@pytest.mark.parametrize(
+    ("api_base", "why"),
+    [
+        ("https://", "no host"),
+        ("https://:443", "no host"),
+        ("https://api..elevenlabs.io", "not a valid host name"),
+        ("https://.elevenlabs.io", "not a valid host name"),
+        ("https://" + "a" * 64 + ".io", "not a valid host name"),
+        ("https://api.elevenlabs.io:https", "not a valid URL"),
+        ("http://[::1", "not a valid URL"),
+        ("ftp://api.elevenlabs.io", "expected an http(s) URL"),
+        ("api.elevenlabs.io", "expected an http(s) URL"),
+        ("https://api elevenlabs.io", "without spaces"),
+    ],
+)
+def test_api_base_is_checked_like_the_connection_uses_it(api_base: str, why: str) -> None:
+    text = f"agent:\n  agent_id: a\n  api_base: '{api_base}'\n"
+    with pytest.raises(ConfigError) as err:
+        config.parse(text, "c.yaml")
+    (problem,) = err.value.problems
+    assert problem.startswith("c.yaml:3: agent.api_base: ") and why in problem
+
+
+@pytest.mark.parametrize(
+    "api_base",
+    [
+        "https://api.elevenlabs.io",
+        "http://127.0.0.1:8080",
+        "http://[::1]:9/base/",
+        "https://münchen.de",
+    ],
+)
+def test_good_api_bases_pass(api_base: str) -> None:
+    assert config.parse(f"agent:\n  api_base: '{api_base}'\n").agent.api_base == api_base
+
+
+def test_check_config_exits_78_on_a_bad_api_base(tmp_path: Path) -> None:
+    bad = tmp_path / "url.yaml"
+    bad.write_text("agent:\n  agent_id: a\n  api_base: https://api..elevenlabs.io\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "voicebox", "check-config", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 78
+    assert f"{bad}:3: agent.api_base: host 'api..elevenlabs.io'" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_empty_file_is_all_defaults() -> None:
     assert config.parse("") == Config()
 
