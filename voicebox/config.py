@@ -492,6 +492,15 @@ def _cross_checks(cfg: Config, loader: _Loader) -> None:
     if t.prebuffer_min_ms > t.prebuffer_max_ms:
         where = nodes.get("tuning.prebuffer_min_ms")
         loader.problem(where, "tuning.prebuffer_min_ms", "must not exceed tuning.prebuffer_max_ms")
+    out = cfg.audio.output
+    if out.prebuffer_ms >= out.buffer_ms:
+        where = nodes.get("audio.output.prebuffer_ms") or nodes.get("audio.output.buffer_ms")
+        loader.problem(
+            where,
+            "audio.output.prebuffer_ms",
+            f"must be less than audio.output.buffer_ms ({out.buffer_ms}): the ring has to hold "
+            "the pre-roll",
+        )
     problem = api_base_problem(cfg.agent.api_base)
     if problem is not None:
         loader.problem(nodes.get("agent.api_base"), "agent.api_base", problem)

@@ -214,6 +214,16 @@ def test_check_config_exits_78_on_a_bad_api_base(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
 
 
+def test_prebuffer_must_fit_the_playback_ring() -> None:
+    text = "audio:\n  output:\n    buffer_ms: 100\n    prebuffer_ms: 120\n"
+    with pytest.raises(ConfigError) as err:
+        config.parse(text, "c.yaml")
+    assert err.value.problems == [
+        "c.yaml:4: audio.output.prebuffer_ms: must be less than audio.output.buffer_ms "
+        "(100): the ring has to hold the pre-roll"
+    ]
+
+
 def test_empty_file_is_all_defaults() -> None:
     assert config.parse("") == Config()
 
