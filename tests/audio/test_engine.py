@@ -193,7 +193,7 @@ async def test_a_file_input_missing_at_start_is_waited_for_and_opened(
     reopened = [m for m in messages if m.startswith("audio.device_reopened")]
     assert len(reopened) == 1 and "in.wav" in reopened[0]
     failed = [m for m in messages if m.startswith("audio.reopen_failed")]
-    assert [m.split("attempt=")[1].split()[0] for m in failed][:2] in (["2"], ["2", "3"])
+    assert "attempt=2" in failed[0]  # attempt 1 was start() itself
 
 
 def test_engine_implements_the_audio_port_exactly() -> None:
