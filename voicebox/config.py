@@ -353,7 +353,7 @@ class _Loader:
         """The node as plain data, or _INVALID with a problem at its line (an unknown tag)."""
         try:
             data = _plain(node)
-        except yaml.YAMLError as exc:
+        except Exception as exc:  # noqa: BLE001 - YAMLError, or ValueError from a constructor
             mark = getattr(exc, "problem_mark", None)
             line = mark.line if mark is not None else node.start_mark.line
             text = "invalid YAML: " + (getattr(exc, "problem", None) or str(exc))
@@ -448,7 +448,8 @@ def _describe(tp: Any, rules: Mapping[str, Any]) -> str:
 
 
 def _plain(node: yaml.Node) -> Any:
-    """The node as plain Python data (safe types only); yaml.YAMLError for an unknown tag."""
+    """The node as plain Python data (safe types only); raises for an unknown tag (YAMLError)
+    or a value its tag cannot hold (ValueError: 2024-13-45, !!int abc)."""
     return yaml.constructor.SafeConstructor().construct_document(node)
 
 
@@ -458,7 +459,7 @@ def _show(node: yaml.Node) -> str:
             return "nothing"
         try:
             return repr(_plain(node))
-        except yaml.YAMLError:
+        except Exception:  # noqa: BLE001 - shown as written
             return repr(node.value)
     return "a mapping" if isinstance(node, yaml.MappingNode) else "a list"
 
