@@ -17,7 +17,7 @@ def test_phone_section_parses_with_typed_errors_naming_file_line_key() -> None:
         config.parse("phone:\n  enabled: true\n  max_calls: 0\n  public_url: ftp://x\n", "c.yaml")
     text = str(exc.value)
     assert "c.yaml:3: phone.max_calls: expected an integer >= 1, got 0" in text
-    assert "phone.public_url: expected an http(s) URL, got 'ftp://x'" in text
+    assert "c.yaml:4: phone.public_url: expected an http(s) URL, got 'ftp://x'" in text
 
 
 def test_auth_token_in_yaml_is_refused_without_echoing_it() -> None:
