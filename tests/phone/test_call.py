@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -277,3 +278,25 @@ async def test_rest_requests_with_a_wrong_token_fail_cleanly() -> None:
         with pytest.raises(RestError, match="HTTP 401 code 20003"):
             await place_call(cfg, Secret("wrong-token"), "+15550100003")
         assert not rig.fake.calls
+
+
+async def test_a_normal_close_right_after_the_goodbye_still_lets_the_caller_hear_all_of_it() -> (
+    None
+):
+    # The service closes 1000 as soon as the goodbye is sent, not once it has been heard: the
+    # bridge must keep the call up until Twilio's mark says the audio has played.
+    async with phone_rig(sim_config()) as rig:
+        call = await rig.call()
+        await greeted(rig, call)
+        heard_before = call.heard_s()
+        await rig.sim.speak("Thank you for calling, this is a long goodbye. Take care now.")
+        await rig.fake.wait_for(lambda: call.heard_s() > heard_before + 0.3)
+        closed_at = time.monotonic()
+        await rig.sim.inject("1:close:1000", index=1)
+        await asyncio.wait_for(call.stopped.wait(), 20)
+        assert rig.sim.connection(1).close_code == 1000
+        assert call.completed_by_rest_at is not None
+        assert len(call.heard) == call.media_in, "every frame that reached Twilio was played"
+        assert call.heard_s(after=closed_at) > 0.3, "the goodbye went on playing after the close"
+        assert call.completed_by_rest_at >= call.marks_echoed[-1][1]
+        assert [name for name, _ in call.marks_echoed] == call.marks_received
