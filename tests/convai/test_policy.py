@@ -33,6 +33,8 @@ N, D, T, C = EndClass.NORMAL, EndClass.DURATION_CAP, EndClass.TRANSIENT, EndClas
         ({"failure": "timeout"}, T, "timed out"),
         ({"failure": "half_open"}, T, "half-open"),
         ({"failure": "metadata_timeout", "local": True}, T, "metadata"),
+        ({"failure": "bad_url", "error_message": "'https://': no host name"}, C, "api_base"),
+        ({"failure": "protocol", "error_message": "BadStatusLine"}, T, "HTTP/WebSocket"),
         ({"http_status": 500}, T, "HTTP 500"),
         ({"http_status": 503, "retry_after_s": 2.0}, T, ""),
         ({"http_status": 429, "retry_after_s": 7.0}, T, "429"),

@@ -10,6 +10,7 @@ client tools as tasks, and a receive watchdog that probes a silent link and decl
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import os
@@ -77,11 +78,34 @@ class ConnectFailure(Exception):
         self.end = end
 
 
-def _base(api_base: str) -> urllib.parse.SplitResult:
-    parts = urllib.parse.urlsplit(api_base)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"agent.api_base must be an http(s) URL, got {api_base!r}")
+class BadUrl(ValueError):
+    """agent.api_base cannot make a URL to connect to (a configuration problem)."""
+
+
+def check_url(url: str, schemes: tuple[str, ...]) -> urllib.parse.SplitResult:
+    """Split url, or BadUrl naming what is wrong: the scheme, a missing or unencodable host
+    (IDNA: empty or over-long labels), a port that is not a number in range."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # ValueError when not an integer in 0..65535
+    except ValueError as exc:
+        raise BadUrl(f"{url!r}: {exc}") from None
+    if parts.scheme not in schemes:
+        raise BadUrl(f"{url!r}: the scheme must be {' or '.join(schemes)}")
+    host = parts.hostname
+    if not host:
+        raise BadUrl(f"{url!r}: no host name")
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise BadUrl(f"{url!r}: {host!r} is not a valid host name") from None
+    if port == 0:
+        raise BadUrl(f"{url!r}: port 0")
     return parts
+
+
+def _base(api_base: str) -> urllib.parse.SplitResult:
+    return check_url(api_base, ("http", "https"))
 
 
 def conversation_url(api_base: str, agent_id: str) -> str:
@@ -142,9 +166,46 @@ def _fetch_signed_url_blocking(url: str, key: str, timeout: float) -> str:
         with exc:  # closes the error response's socket
             raise _HttpStatus(exc.code, exc.headers.get("Retry-After")) from None
     signed = body.get("signed_url") if isinstance(body, dict) else None
-    if not isinstance(signed, str) or not signed.startswith(("ws://", "wss://")):
-        raise ValueError("get-signed-url answered without a ws(s) signed_url")
+    if not isinstance(signed, str):
+        raise ValueError("get-signed-url answered without a signed_url")
+    try:
+        check_url(signed, ("ws", "wss"))
+    except BadUrl:  # the service's answer, not our configuration
+        raise ValueError("get-signed-url answered without a usable ws(s) signed_url") from None
     return signed
+
+
+def connect_end(exc: Exception) -> SessionEnd | None:
+    """The classified end of a failure to open a session (building the URL from the config, the
+    signed-URL fetch, the handshake); None for an exception none of these raise (a bug)."""
+    if isinstance(exc, BadUrl):
+        return classify_end(failure="bad_url", error_message=str(exc))
+    if isinstance(exc, _HttpStatus):
+        return classify_end(http_status=exc.status, retry_after_s=_retry_after(exc.retry_after))
+    if isinstance(exc, InvalidStatus):
+        response = exc.response
+        return classify_end(
+            http_status=response.status_code,
+            retry_after_s=_retry_after(response.headers.get("Retry-After")),
+        )
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason if isinstance(exc.reason, BaseException) else OSError(exc.reason)
+        return classify_end(failure=_network_failure(reason))
+    if isinstance(exc, OSError | TimeoutError):
+        return classify_end(failure=_network_failure(exc))
+    if isinstance(exc, http.client.HTTPException | WebSocketException | ValueError):
+        # Garbage from the peer: not HTTP (BadStatusLine), a broken handshake, bad JSON.
+        detail = str(exc).strip() or type(exc).__name__
+        return classify_end(failure="protocol", error_message=detail[:200])
+    return None
+
+
+def _failure(exc: Exception, what: str = "") -> ConnectFailure:
+    end = connect_end(exc)
+    if end is None:
+        raise exc
+    prefix = f"{what}: " if what else ""
+    return ConnectFailure(SessionEnd(end.end_class, prefix + end.reason, end.retry_after_s))
 
 
 async def fetch_signed_url(agent: AgentConfig, api_key: Secret | None) -> str:
@@ -157,25 +218,13 @@ async def fetch_signed_url(agent: AgentConfig, api_key: Secret | None) -> str:
                 "elevenlabs_api_key, $ELEVENLABS_API_KEY or agent.api_key_file)",
             )
         )
-    url = signed_url_request(agent.api_base, agent.agent_id)
     try:
+        url = signed_url_request(agent.api_base, agent.agent_id)
         return await asyncio.to_thread(
             _fetch_signed_url_blocking, url, api_key.reveal(), agent.connect_timeout_s
         )
-    except _HttpStatus as exc:
-        end = classify_end(http_status=exc.status, retry_after_s=_retry_after(exc.retry_after))
-        raise ConnectFailure(
-            SessionEnd(end.end_class, f"signed URL: {end.reason}", end.retry_after_s)
-        ) from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason if isinstance(exc.reason, BaseException) else OSError(exc.reason)
-        end = classify_end(failure=_network_failure(reason))
-        raise ConnectFailure(SessionEnd(end.end_class, f"signed URL: {end.reason}")) from None
-    except (OSError, TimeoutError) as exc:
-        end = classify_end(failure=_network_failure(exc))
-        raise ConnectFailure(SessionEnd(end.end_class, f"signed URL: {end.reason}")) from None
-    except ValueError as exc:
-        raise ConnectFailure(SessionEnd(EndClass.TRANSIENT, f"signed URL: {exc}")) from None
+    except Exception as exc:  # connect_end classifies, or _failure re-raises a bug
+        raise _failure(exc, "signed URL") from None
 
 
 async def open_socket(agent: AgentConfig, api_key: Secret | None) -> ClientConnection:
@@ -185,7 +234,10 @@ async def open_socket(agent: AgentConfig, api_key: Secret | None) -> ClientConne
     if agent.requires_auth:
         url = await fetch_signed_url(agent, api_key)
     else:
-        url = conversation_url(agent.api_base, agent.agent_id)
+        try:
+            url = conversation_url(agent.api_base, agent.agent_id)
+        except BadUrl as exc:
+            raise _failure(exc) from None
     try:
         return await connect(
             url,
@@ -197,18 +249,8 @@ async def open_socket(agent: AgentConfig, api_key: Secret | None) -> ClientConne
             ping_timeout=KEEPALIVE_S,
             max_queue=64,
         )
-    except InvalidStatus as exc:
-        headers = exc.response.headers
-        end = classify_end(
-            http_status=exc.response.status_code,
-            retry_after_s=_retry_after(headers.get("Retry-After")),
-        )
-        raise ConnectFailure(end) from None
-    except (OSError, TimeoutError) as exc:
-        raise ConnectFailure(classify_end(failure=_network_failure(exc))) from None
-    except WebSocketException as exc:
-        end = classify_end(failure="network")
-        raise ConnectFailure(SessionEnd(end.end_class, f"handshake failed: {exc}")) from None
+    except Exception as exc:  # connect_end classifies, or _failure re-raises a bug
+        raise _failure(exc) from None
 
 
 class LatencyStats:

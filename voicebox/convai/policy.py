@@ -33,8 +33,19 @@ class SessionEnd:
     retry_after_s: float | None = None
 
 
-# Failures detected before or outside a close frame.
-FAILURES = ("refused", "dns", "tls", "timeout", "network", "half_open", "metadata_timeout")
+# Failures detected before or outside a close frame. `bad_url`: the URL built from the config is
+# unusable (a configuration problem); `protocol`: the peer answered, but not in HTTP/WebSocket.
+FAILURES = (
+    "refused",
+    "dns",
+    "tls",
+    "timeout",
+    "network",
+    "half_open",
+    "metadata_timeout",
+    "bad_url",
+    "protocol",
+)
 
 _DURATION_TEXT = ("exceeded maximum duration", "maximum duration exceeded", "max_duration")
 
@@ -114,6 +125,8 @@ def classify_end(
         return SessionEnd(EndClass.DURATION_CAP, "conversation reached the maximum duration")
     if local and failure is None:
         return SessionEnd(EndClass.NORMAL, f"closed by us: {close_reason or 'done'}")
+    if failure == "bad_url":
+        return SessionEnd(EndClass.CONFIG, f"agent.api_base is not usable: {emsg or 'bad URL'}")
     if failure is not None:
         text = {
             "refused": "connection refused",
@@ -123,6 +136,7 @@ def classify_end(
             "network": "network error",
             "half_open": "no answer to a link probe (half-open connection)",
             "metadata_timeout": "no conversation metadata in time",
+            "protocol": "the peer did not answer in HTTP/WebSocket",
         }.get(failure, failure)
         detail = f": {emsg}" if emsg else ""
         return SessionEnd(EndClass.TRANSIENT, text + detail)

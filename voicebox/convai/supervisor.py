@@ -155,7 +155,12 @@ class Supervisor:
                     if not self._wanted and not self._stopping:
                         await self._until_stopped(self._wake.wait())
                     continue
-                await self._attempt()
+                try:
+                    await self._attempt()
+                except _Stopped:
+                    raise
+                except Exception as exc:  # a bug: say so loudly, then back off and go on
+                    await self._failed(exc)
         except _Stopped:
             pass
         finally:
@@ -452,6 +457,22 @@ class Supervisor:
         self._absorb(link, history=True)
         await self._ended(end, link.session.lifetime_s(), link)
 
+    async def _failed(self, exc: Exception) -> None:
+        """An exception no end classifies escaped a session: log it with its traceback, close
+        what is open and retry with backoff, so one bug does not take the appliance down."""
+        log.error(
+            "supervisor.error error=%s detail=%s",
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+            extra={"EVENT": "supervisor.error", "ERROR": type(exc).__name__},
+        )
+        link, self._link = self._link, None
+        if link is not None and not link.done.is_set():
+            await self._close_link(link, "internal error")
+        end = SessionEnd(EndClass.TRANSIENT, f"internal error: {type(exc).__name__}: {exc}")
+        await self._ended(end, None, None)
+
     def _absorb(self, link: SessionLink, history: bool) -> None:
         s = link.session
         self._rollover_tried.discard(link)
@@ -633,6 +654,15 @@ class Supervisor:
                 ws = await open_socket(self._cfg.agent, self._api_key)
             except ConnectFailure as failure:
                 event(log, "rollover.failed", logging.WARNING, reason=failure.end.reason)
+                return
+            except Exception as exc:  # a bug: logged; the current session goes on to the cap
+                log.error(
+                    "rollover.failed error=%s detail=%s",
+                    type(exc).__name__,
+                    exc,
+                    exc_info=exc,
+                    extra={"EVENT": "rollover.failed", "ERROR": type(exc).__name__},
+                )
                 return
             new = self._start_link(ws, settings)
             timeout = self._cfg.agent.metadata_timeout_s
