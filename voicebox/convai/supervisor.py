@@ -680,13 +680,14 @@ class Supervisor:
                 or old.done.is_set()
                 or self._link is not old
                 or self._stopping
+                or not self._wanted  # ended (or stopped) while the next session was opening
             ):
-                event(
-                    log,
-                    "rollover.failed",
-                    logging.WARNING,
-                    reason="new session not ready" if not new.ready.is_set() else "superseded",
-                )
+                if not new.ready.is_set():
+                    event(log, "rollover.failed", logging.WARNING, reason="new session not ready")
+                elif not self._wanted and not self._stopping:
+                    event(log, "rollover.abandoned", reason="conversation ended")
+                else:
+                    event(log, "rollover.failed", logging.WARNING, reason="superseded")
                 await self._close_link(new, "rollover abandoned")
                 return
             self._successor[old] = new
