@@ -33,6 +33,7 @@ N, D, T, C = EndClass.NORMAL, EndClass.DURATION_CAP, EndClass.TRANSIENT, EndClas
         ({"failure": "timeout"}, T, "timed out"),
         ({"failure": "half_open"}, T, "half-open"),
         ({"failure": "metadata_timeout", "local": True}, T, "metadata"),
+        ({"http_status": 302}, C, "redirect refused"),
         ({"failure": "bad_url", "error_message": "'https://': no host name"}, C, "api_base"),
         ({"failure": "protocol", "error_message": "BadStatusLine"}, T, "HTTP/WebSocket"),
         ({"http_status": 500}, T, "HTTP 500"),

@@ -157,10 +157,21 @@ class _HttpStatus(Exception):
         self.retry_after = retry_after
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx answer is not followed (urllib would copy xi-api-key to the new URL, whatever its
+    host or scheme): it stays an HTTPError, classified like any other refused request."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 def _fetch_signed_url_blocking(url: str, key: str, timeout: float) -> str:
     req = urllib.request.Request(url, headers={"xi-api-key": key, "Accept": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http(s) only)
+        with _OPENER.open(req, timeout=timeout) as resp:
             body = json.loads(resp.read(1 << 20))
     except urllib.error.HTTPError as exc:
         with exc:  # closes the error response's socket

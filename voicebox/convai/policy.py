@@ -114,6 +114,12 @@ def classify_end(
             return SessionEnd(
                 EndClass.TRANSIENT, f"HTTP {http_status}: service error", retry_after_s
             )
+        if 300 <= http_status < 400:
+            return SessionEnd(
+                EndClass.CONFIG,
+                f"HTTP {http_status}: redirect refused (the API key is never sent on; set "
+                "agent.api_base to the service's own URL)",
+            )
         return SessionEnd(EndClass.CONFIG, f"HTTP {http_status}: request rejected")
     # A quota error frame is fatal until fixed, whatever close follows it.
     if emsg and _is_quota(emsg) or _is_quota(etype) or _is_quota(close_reason):
