@@ -102,6 +102,7 @@ class Supervisor:
         conv = cfg.conversation
         self._policy = ReconnectPolicy(conv.reconnect)
         self._state = State.IDLE
+        self._fields: dict[str, Any] = {}  # the fields last reported with the state
         self._always_on = conv.mode == "always_on"
         self._wanted = self._always_on
         self._mic_live = self._always_on
@@ -114,6 +115,7 @@ class Supervisor:
         self._history: deque[tuple[str, str]] = deque(maxlen=TRANSCRIPT_LINES)
         self._carry = False  # the next session continues the conversation
         self._cap_restart = False  # the next session replaces one that hit the duration cap
+        self._after_cap = False  # the session being opened continues one that hit the cap
         self._wake = asyncio.Event()
         self._interrupt = asyncio.Event()  # cuts a backoff wait short (stop, end_conversation)
         self._stop = asyncio.Event()
@@ -311,13 +313,15 @@ class Supervisor:
     # --- sessions ------------------------------------------------------------------------------
 
     def _set_state(self, state: State, **fields: Any) -> None:
-        if state == self._state and state not in (State.RECONNECTING, State.DEGRADED):
-            return
-        if state == self._state and not fields:
+        """Report a state; the same state again only when it brings a field value not reported
+        with it before (a new conversation id after a rollover, the next attempt number)."""
+        given = {k: v for k, v in fields.items() if v is not None}
+        if state == self._state and given.items() <= self._fields.items():
             return
         self._state = state
+        self._fields = given
         try:
-            self._on_state(state, {k: v for k, v in fields.items() if v is not None})
+            self._on_state(state, given)
         except Exception:
             log.exception("on_state callback failed")
 
@@ -398,17 +402,21 @@ class Supervisor:
             if not self._wanted or self._stopping:
                 link.act(s.close(1000, "end of conversation"))
                 return
-            self._activate(link)
+            self._activate(link, rolled_over=self._after_cap)
 
-    def _activate(self, link: SessionLink) -> None:
-        """This link now carries the mic: flush the resume buffer into it."""
+    def _activate(self, link: SessionLink, rolled_over: bool) -> None:
+        """This link now carries the mic: flush the resume buffer into it. rolled_over: it
+        continues a session that reached the duration cap (by a rollover or a cap restart),
+        reported as reason=rollover (the daemon speaks announcements.rollover)."""
         self._link = link
         self._near_cap = False
+        self._after_cap = False
         for chunk, rate in self._buffer.take():
             link.send_mic(chunk, rate, True)
         self._set_state(
             State.SPEAKING if self._audio.playing else State.LISTENING,
             conversation_id=link.session.conversation_id,
+            reason="rollover" if rolled_over else None,
         )
 
     async def _close_link(self, link: SessionLink, reason: str) -> None:
@@ -421,6 +429,7 @@ class Supervisor:
     async def _attempt(self) -> None:
         """One session from connect to end, then act on how it ended."""
         degraded = self._policy.degraded
+        self._after_cap = self._cap_restart
         if self._cap_restart:  # a planned continuation, not trouble: no backoff, no alarm
             self._cap_restart = False
             self._set_state(State.CONNECTING, reason="duration_cap")
@@ -699,7 +708,7 @@ class Supervisor:
                 old=old.session.conversation_id,
                 new=new.session.conversation_id,
             )
-            self._activate(new)
+            self._activate(new, rolled_over=True)
             await self._close_link(old, "rollover")
         finally:
             self._rollover_task = None
