@@ -38,3 +38,26 @@ async def test_end_conversation_while_the_successor_opens_closes_both_sessions()
         assert r.sup.state is State.IDLE
         assert not any(c.live for c in r.sim.connections)
         assert r.sup.snapshot()["conversation_id"] is None
+
+
+def pending_session_tasks() -> list[str]:
+    """Tasks of the supervisor's sessions still running (a rollover, a session's I/O loop)."""
+    names = []
+    for task in asyncio.all_tasks():
+        name = getattr(task.get_coro(), "__qualname__", "")
+        if not task.done() and name in ("Supervisor._rollover", "SessionLink.run"):
+            names.append(name)
+    return names
+
+
+@pytest.mark.asyncio
+async def test_stop_while_the_successor_opens_leaves_nothing_running() -> None:
+    sim = SimConfig(faults=(parse_fault("2:delay:3.0"),), **QUIET)  # type: ignore[arg-type]
+    async with rig(sim, **ROLLOVER) as r:
+        await r.sim.wait_for(lambda: len(r.sim.connections) >= 2, timeout=10)
+        await r.wait(lambda: r.logs.events("session.opened"))
+        await r.sup.stop()
+        async with asyncio.timeout(10):
+            await r.runner  # type: ignore[attr-defined]
+        # run() has returned: whatever it started has ended with it.
+        assert pending_session_tasks() == []

@@ -166,8 +166,10 @@ class Supervisor:
         except _Stopped:
             pass
         finally:
-            if self._rollover_task is not None:
-                self._rollover_task.cancel()
+            rollover = self._rollover_task
+            if rollover is not None:  # it closes what it opened; run() returns after that
+                rollover.cancel()
+                await asyncio.wait([rollover])  # (a cancel of run() itself still propagates)
             link = self._link
             if link is not None and not link.done.is_set():
                 await self._close_link(link, "shutdown")
@@ -682,6 +684,9 @@ class Supervisor:
                 pass
             except asyncio.CancelledError:  # shutdown while the next session was opening
                 new.ws.transport.abort()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                        await new.done.wait()  # its I/O loop has seen the abort and ended
                 raise
             if (
                 not new.ready.is_set()
