@@ -71,6 +71,7 @@ class Daemon:
         self._supervisor_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._announcement: asyncio.Task[None] | None = None
+        self._shutting_down = False  # a SIGHUP from now on is ignored (GPIO is being closed)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -134,6 +135,7 @@ class Daemon:
         return 0
 
     async def shutdown(self) -> None:
+        self._shutting_down = True
         self._set_state(State.STOPPING, {})
         self.notifier.stopping()
         with contextlib.suppress(TimeoutError):
@@ -154,6 +156,9 @@ class Daemon:
         logs.event(log, "daemon.stopped", uptime_s=round(time.monotonic() - self.started, 1))
 
     async def reload(self) -> None:
+        if self._shutting_down:  # it would reopen the GPIO and wake the supervisor being closed
+            logs.event(log, "config.reload_ignored", reason="stopping")
+            return
         self.notifier.reloading()
         try:
             new = config.load(self.config_path)
