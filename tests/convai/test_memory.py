@@ -21,6 +21,8 @@ def live_objects(r: Rig) -> Counter[str]:
     for obj in gc.get_objects():
         if id(obj) in kept:
             continue
+        if type(obj) is asyncio.TimerHandle and obj.cancelled():
+            continue  # a cancelled timeout waits in the loop's heap until its time comes
         cls = type(obj)
         module = cls.__dict__.get("__module__")
         if not isinstance(module, str):
