@@ -1,0 +1,119 @@
+"""doctor's REST checks against the simulator: good key, bad key, unknown agent, overrides
+disabled, a private agent's signed URL, and the service down."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.doctor.simthread import SimThread
+from voicebox.config import Config, Secret, with_changes
+from voicebox.doctor.report import Check
+from voicebox.doctor.service import check_service
+from voicebox.simulator.server import SimConfig
+
+KEY = "sk-good-key"
+
+
+@pytest.fixture
+def sim() -> Iterator[SimThread]:
+    config = SimConfig(
+        api_key=KEY,
+        agent_ids=frozenset({"agent-ok", "agent-locked"}),
+        overrides_disabled=frozenset({"agent-locked"}),
+    )
+    with SimThread(config) as s:
+        yield s
+
+
+def cfg(url: str, agent_id: str = "agent-ok", **changes: object) -> Config:
+    return with_changes(Config(), **{"agent.api_base": url, "agent.agent_id": agent_id, **changes})
+
+
+def by_name(checks: list[Check]) -> dict[str, Check]:
+    return {c.name: c for c in checks}
+
+
+def test_good_key_and_agent_pass(sim: SimThread) -> None:
+    checks = by_name(check_service(cfg(sim.url), Secret(KEY), "$ELEVENLABS_API_KEY"))
+    assert checks["api key"].status == "ok"
+    assert "$ELEVENLABS_API_KEY" in checks["api key"].detail
+    assert checks["agent"].status == "ok"
+    assert "voicebox simulator (agent-ok)" in checks["agent"].detail
+    assert checks["private agent"].status == "ok"
+    assert checks["overrides"].status == "ok"
+    assert all(c.status == "ok" for c in checks.values())
+
+
+def test_bad_key_is_told_apart_as_401(sim: SimThread) -> None:
+    checks = by_name(check_service(cfg(sim.url), Secret("sk-wrong"), "the systemd credential"))
+    assert checks["api key"].status == "fail"
+    assert "401" in checks["api key"].detail
+    assert "sk-wrong" not in checks["api key"].line()
+    assert checks["agent"].status == "warn"  # not checkable with a rejected key
+    assert checks["api key"].fix
+
+
+def test_unknown_agent_is_told_apart_as_404(sim: SimThread) -> None:
+    checks = by_name(check_service(cfg(sim.url, "agent-typo"), Secret(KEY), "env"))
+    assert checks["api key"].status == "ok"
+    assert checks["agent"].status == "fail"
+    assert "404" in checks["agent"].detail and "agent-typo" in checks["agent"].detail
+    assert "agent_id" in checks["agent"].fix
+
+
+def test_overrides_the_agent_does_not_allow_fail(sim: SimThread) -> None:
+    c = cfg(
+        sim.url,
+        "agent-locked",
+        **{"agent.overrides.first_message": "Hi", "agent.overrides.language": "de"},
+    )
+    checks = by_name(check_service(c, Secret(KEY), "env"))
+    assert checks["agent"].status == "ok"
+    assert checks["overrides"].status == "fail"
+    assert "first_message" in checks["overrides"].detail
+    assert "language" in checks["overrides"].detail
+    assert "Security" in checks["overrides"].fix
+
+
+def test_the_same_overrides_pass_on_an_agent_that_allows_them(sim: SimThread) -> None:
+    c = cfg(sim.url, **{"agent.overrides.first_message": "", "agent.overrides.voice_id": "v"})
+    check = by_name(check_service(c, Secret(KEY), "env"))["overrides"]
+    assert check.status == "ok"
+    assert check.detail == "enabled for this agent: first_message, voice_id"
+
+
+def test_private_agent_needs_requires_auth_and_gets_a_signed_url() -> None:
+    config = SimConfig(api_key=KEY, require_signature=True)
+    with SimThread(config) as s:
+        public = by_name(check_service(cfg(s.url), Secret(KEY), "env"))
+        assert public["private agent"].status == "fail"
+        assert "requires_auth" in public["private agent"].fix
+        private = by_name(
+            check_service(cfg(s.url, **{"agent.requires_auth": True}), Secret(KEY), "env")
+        )
+        assert private["signed url"].status == "ok"
+        assert s.sim is not None and s.sim.signed_urls_issued == 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_service_down_is_a_network_failure_not_a_key_problem() -> None:
+    checks = check_service(cfg(f"http://127.0.0.1:{free_port()}"), Secret(KEY), "env")
+    assert [c.name for c in checks] == ["service"]
+    assert checks[0].status == "fail"
+    assert "refused" in checks[0].detail
+
+
+def test_no_agent_id_or_no_key() -> None:
+    assert check_service(cfg("http://127.0.0.1:1", ""), Secret(KEY), "env")[0].status == "fail"
+    no_key = check_service(cfg("http://127.0.0.1:1"), None, "")
+    assert [(c.name, c.status) for c in no_key] == [("api key", "warn")]
+    private = cfg("http://127.0.0.1:1", **{"agent.requires_auth": True})
+    assert [(c.name, c.status) for c in check_service(private, None, "")] == [("api key", "fail")]
