@@ -230,3 +230,21 @@ def test_button_not_pressed_in_time_fails() -> None:
 
 def test_no_button_configured() -> None:
     assert h.check_button(button_cfg(None), MockFactory()).status == "ok"
+
+
+def test_a_running_daemon_keeps_its_devices_and_pin(root: Path, tmp_path: Path) -> None:
+    from voicebox.doctor.run import checks
+
+    install_unit(root)
+    (root / "run/systemd/system").mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    tool(bin_dir, "systemctl", "active")
+    tool(bin_dir, "journalctl", "")
+    config = write(
+        tmp_path / "config.yaml", "agent: {agent_id: a, api_base: 'http://127.0.0.1:9'}\n"
+    )
+    results = {c.name: c for c in checks(str(config), Host(root=root, path=str(bin_dir)))}
+    assert results["audio"].status == "warn"
+    assert "systemctl stop voicebox" in results["audio"].fix
+    assert "mic level" not in results and "speaker" not in results
+    assert results["button"].status == "warn" and "holds the button pin" in results["button"].detail

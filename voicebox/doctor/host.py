@@ -73,6 +73,13 @@ class Host:
     def systemd_running(self) -> bool:
         return self.file("/run/systemd/system").is_dir()
 
+    def unit_active(self) -> bool:
+        """The service is running (and so holds the sound devices and the button pin)."""
+        if not self.systemd_running():
+            return False
+        proc = self.run("systemctl", "is-active", self.unit)
+        return proc is not None and proc.stdout.strip() in ("active", "reloading")
+
 
 # --- users, groups, device nodes -------------------------------------------------------------
 

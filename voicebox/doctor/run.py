@@ -75,11 +75,24 @@ def checks(
         key, source = find_key(cfg, host, environ)
         yield from check_service(cfg, key, source)
         yield from check_network(cfg.agent.api_base)
-        yield from check_audio(cfg.audio, quiet)
+        if host.unit_active():
+            yield warn(
+                "audio",
+                "voicebox is running and holds the sound devices: they are not opened",
+                "to test the mic and speaker too: sudo systemctl stop voicebox; voicebox doctor",
+            )
+        else:
+            yield from check_audio(cfg.audio, quiet)
     yield from h.check_permissions(host)
     yield h.check_lgpio(host)
-    if cfg is not None:
+    if cfg is not None and not (host.unit_active() and cfg.gpio.button.pin is not None):
         yield h.check_button(cfg, pin_factory, press=button, say=say)
+    elif cfg is not None:
+        yield warn(
+            "button",
+            "voicebox is running and holds the button pin: not read",
+            "to test the button too: sudo systemctl stop voicebox; voicebox doctor --button",
+        )
     yield from h.check_systemd(host)
     yield h.check_credential(host)
     yield h.check_journal(host)
