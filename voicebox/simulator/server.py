@@ -278,6 +278,13 @@ class _Session:
             await self.ws.close(1008, "first message must be conversation_initiation_client_data")
             return False
         rec.initiation = init
+        if init.overrides and rec.agent_id in cfg.overrides_disabled:
+            # what the service does with an override the agent's settings do not allow
+            message = "Override not allowed by the agent's configuration"
+            error = {"code": 1008, "error_type": "override_error", "message": message}
+            await self.send(json.dumps({"type": "error", "error_event": error}))
+            await self.ws.close(1008, message)
+            return False
         agent = init.overrides.get("agent")
         first_message = agent.get("first_message") if isinstance(agent, dict) else None
         rec.first_message = first_message if isinstance(first_message, str) else cfg.first_message
