@@ -200,3 +200,8 @@ def test_invalid_config_fails_with_its_errors_and_the_host_checks_still_run(box:
         in (checks["config"]["detail"])
     )
     assert checks["unit"]["status"] == "ok" and "skipped" in checks
+    # no file at all: the rest runs on the defaults instead of being skipped
+    rc, checks, _ = doctor(box, box / "absent.yaml", "--json", "--quiet")
+    assert rc == 1 and "no such file" in checks["config"]["detail"]
+    assert "setup" in checks["config"]["fix"]
+    assert checks["agent"]["status"] == "fail" and "skipped" not in checks and "dns" in checks

@@ -39,6 +39,7 @@ def find_key(
 
 
 def load_config(path: str) -> tuple[Config | None, Check]:
+    """The config and its verdict; the defaults when there is no file, None when it is invalid."""
     try:
         cfg = config.load(path)
     except config.ConfigError as exc:
@@ -48,7 +49,10 @@ def load_config(path: str) -> tuple[Config | None, Check]:
             if missing
             else f"correct the lines named; check again with voicebox check-config --config {path}"
         )
-        return None, fail("config", "; ".join(exc.problems), fix)
+        verdict = fail("config", "; ".join(exc.problems), fix)
+        # no file at all: the rest runs on the defaults (what setup starts from); a broken file
+        # would only mislead the other checks
+        return (Config() if missing else None), verdict
     return cfg, ok("config", f"{path} is valid")
 
 
