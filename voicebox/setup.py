@@ -256,10 +256,10 @@ def ask_agent(term: Terminal, cfg: Config, answers: Answers, stored: Secret | No
         answers.changes["agent.agent_id"] = agent_id
         answers.key = key if key is not stored else None
         term.say(f"Checking with {cfg.agent.api_base} ...")
-        results = verify(_preview(cfg, answers), key, "the key you gave")
+        results = verify(_preview(cfg, answers), key, "what you typed")
         if any(c.name == "private agent" and c.status == "fail" for c in results):
             answers.changes["agent.requires_auth"] = True  # the agent is private: sign URLs
-            results = verify(_preview(cfg, answers), key, "the key you gave")
+            results = verify(_preview(cfg, answers), key, "what you typed")
         for c in results:
             term.say("  " + c.line())
         failed = {c.name for c in results if c.status == "fail"}

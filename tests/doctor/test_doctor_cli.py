@@ -81,7 +81,7 @@ def write_config(tmp: Path, url: str, agent_id: str = "agent-ok") -> Path:
         f"  input: {{device: fromfile, sample_rate: {RATE}}}\n"
         f"  output: {{device: tofile, sample_rate: {RATE}}}\n"
         "announcements: {enabled: false}\n"
-        f"paths: {{state_dir: {tmp / 'root/var/lib/voicebox'}}}\n"
+        "paths: {state_dir: /var/lib/voicebox}\n"  # read under --root
     )
     return path
 

@@ -248,3 +248,21 @@ def test_a_running_daemon_keeps_its_devices_and_pin(root: Path, tmp_path: Path) 
     assert "systemctl stop voicebox" in results["audio"].fix
     assert "mic level" not in results and "speaker" not in results
     assert results["button"].status == "warn" and "holds the button pin" in results["button"].detail
+
+
+def test_announcement_cache_and_free_space_are_read_under_the_root(root: Path) -> None:
+    from voicebox import announcements, tts
+
+    cfg = with_changes(Config(), **{"paths.state_dir": "/var/lib/voicebox"})
+    host = Host(root=root)
+    missing = h.check_cache(cfg, host)
+    assert missing.status == "warn" and missing.detail.startswith("4 of 4 phrases not cached")
+    fmt = tts.synthesis_format(cfg)
+    cache = announcements.PhraseCache(root / "var/lib/voicebox/tts")
+    for name in announcements.EVENTS:
+        if text := announcements.phrase_for(cfg, name):
+            cache.store(announcements.cache_key(cfg, text, fmt), tts.pcm_rate(fmt), b"\0\0" * 10)
+    assert h.check_cache(cfg, host).detail == f"all 4 phrases cached ({fmt})"
+    disk = h.check_disk(cfg, host)
+    assert disk.status == "ok" and disk.detail.startswith("/var/lib/voicebox: ")
+    assert h.check_cache(with_changes(cfg, **{"announcements.enabled": False}), host).status == "ok"

@@ -503,7 +503,7 @@ def check_journal(host: Host) -> Check:
 # --- announcements, disk, temperature, throttling --------------------------------------------
 
 
-def check_cache(cfg: Config) -> Check:
+def check_cache(cfg: Config, host: Host) -> Check:
     if not cfg.announcements.enabled:
         return ok("announcements", "disabled")
     fmt = tts.synthesis_format(cfg)
@@ -511,7 +511,7 @@ def check_cache(cfg: Config) -> Check:
         rate = tts.pcm_rate(fmt)
     except tts.TtsError as exc:
         return fail("announcements", str(exc), "set tts.output_format to a pcm_<rate> format")
-    cache = announcements.PhraseCache(announcements.cache_dir(cfg))
+    cache = announcements.PhraseCache(host.file(str(announcements.cache_dir(cfg))))
     phrases = {t for name in announcements.EVENTS if (t := announcements.phrase_for(cfg, name))}
     missing = [
         t for t in sorted(phrases) if cache.load(announcements.cache_key(cfg, t, fmt), rate) is None
@@ -521,15 +521,16 @@ def check_cache(cfg: Config) -> Check:
     if missing:
         return warn(
             "announcements",
-            f"{len(missing)} of {len(phrases)} phrases not cached in {cache.directory} "
+            f"{len(missing)} of {len(phrases)} phrases not cached in "
+            f"{announcements.cache_dir(cfg)} "
             "(spoken live, or as tones when offline)",
             "fill the cache: voicebox announcements --prefetch (as the voicebox user)",
         )
     return ok("announcements", f"all {len(phrases)} phrases cached ({fmt})")
 
 
-def check_disk(cfg: Config) -> Check:
-    state = Path(cfg.paths.state_dir)
+def check_disk(cfg: Config, host: Host) -> Check:
+    state = host.file(cfg.paths.state_dir)
     probe = state
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
@@ -538,7 +539,8 @@ def check_disk(cfg: Config) -> Check:
     except OSError as exc:
         return warn("free space", f"{state}: {exc}", "check paths.state_dir")
     free_mb = usage.free / 1e6
-    where = str(state) if probe == state else f"{state} (missing; {probe})"
+    shown = cfg.paths.state_dir
+    where = shown if probe == state else f"{shown} (missing)"
     text = f"{where}: {free_mb:,.0f} MB free"
     fix = "free space: sudo journalctl --vacuum-size=100M; sudo apt clean"
     if free_mb < DISK_FAIL_MB:

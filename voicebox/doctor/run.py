@@ -101,8 +101,8 @@ def checks(
     yield h.check_credential(host)
     yield h.check_journal(host)
     if cfg is not None:
-        yield h.check_cache(cfg)
-        yield h.check_disk(cfg)
+        yield h.check_cache(cfg, host)
+        yield h.check_disk(cfg, host)
     yield h.check_temperature(host)
     yield h.check_throttling(host)
 

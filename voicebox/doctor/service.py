@@ -184,7 +184,7 @@ def check_service(cfg: Config, key: Secret | None, key_source: str) -> list[Chec
             fail(
                 "api key",
                 f"rejected by {host} (HTTP 401: {_message(answer.body) or 'unauthorized'})",
-                f"the key from {key_source} is wrong or revoked: {SETUP_HINT}",
+                f"use a valid key (this one came from {key_source}): {SETUP_HINT}",
             )
         )
         out.append(warn("agent", "not checked (the key was rejected)", "fix the key first"))
