@@ -28,7 +28,7 @@ from voicebox.audio import devices
 from voicebox.audio.devices import AudioDeviceError
 from voicebox.config import API_KEY_ENV, EX_CONFIG, Config, ConfigError, Secret
 from voicebox.doctor import host as h
-from voicebox.doctor.audio import dbfs, tone
+from voicebox.doctor.audio import dbfs, open_stream, tone
 from voicebox.doctor.report import Check
 from voicebox.doctor.service import check_service
 
@@ -134,21 +134,6 @@ def _choose(term: Terminal, kind: devices.Kind, current: str | int | None) -> tu
         return index, devices.device_name(index)
 
 
-def _open(kind: devices.Kind, index: int, rate: int) -> Any:
-    sd = devices._sd()
-    cls = sd.InputStream if kind == "input" else sd.OutputStream
-    most = devices.max_channels(index, kind)
-    error: Exception | None = None
-    for channels in sorted({1, min(2, max(1, most))}):
-        try:
-            stream = cls(device=index, samplerate=rate, channels=channels, dtype="int16")
-            stream.start()
-            return stream
-        except sd.PortAudioError as exc:
-            error = exc
-    raise AudioDeviceError(f"cannot open at {rate} Hz: {error}")
-
-
 def _rate(kind: devices.Kind, index: int, configured: int | None) -> tuple[Any, int, str]:
     """An open stream at the configured rate, else the device default, else a common rate."""
     tried: list[str] = []
@@ -159,7 +144,7 @@ def _rate(kind: devices.Kind, index: int, configured: int | None) -> tuple[Any, 
         *((r, "fallback") for r in FALLBACK_RATES),
     ]:
         try:
-            return _open(kind, index, rate), rate, why
+            return open_stream(kind, index, rate), rate, why
         except AudioDeviceError as exc:
             tried.append(str(exc))
     raise AudioDeviceError("; ".join(tried))

@@ -88,7 +88,7 @@ def _sd() -> Any:
     return devices._sd()
 
 
-def _open(kind: devices.Kind, index: int, rate: int) -> Any:
+def open_stream(kind: devices.Kind, index: int, rate: int) -> Any:
     """A started blocking stream, mono if the device has it, else its channel count (max 2)."""
     sd = _sd()
     cls = sd.InputStream if kind == "input" else sd.OutputStream
@@ -146,7 +146,7 @@ def check_input(cfg: InputConfig, count: int) -> Check:
     rate = cfg.sample_rate or default
     label = f"[{index}] {dev!r} at {rate} Hz"
     try:
-        stream = _open("input", index, rate)
+        stream = open_stream("input", index, rate)
     except AudioDeviceError as exc:
         return fail(
             "microphone",
@@ -180,7 +180,7 @@ def check_output(cfg: OutputConfig, count: int, quiet: bool) -> Check:
     rate = cfg.sample_rate or default
     label = f"[{index}] {dev!r} at {rate} Hz"
     try:
-        stream = _open("output", index, rate)
+        stream = open_stream("output", index, rate)
     except AudioDeviceError as exc:
         return fail(
             name,
