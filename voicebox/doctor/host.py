@@ -524,7 +524,8 @@ def check_cache(cfg: Config, host: Host) -> Check:
             f"{len(missing)} of {len(phrases)} phrases not cached in "
             f"{announcements.cache_dir(cfg)} "
             "(spoken live, or as tones when offline)",
-            "fill the cache: voicebox announcements --prefetch (as the voicebox user)",
+            "nothing breaks (a phrase is cached when first spoken); to fill it now re-run "
+            "sudo scripts/install.sh, which prefetches them as the voicebox user",
         )
     return ok("announcements", f"all {len(phrases)} phrases cached ({fmt})")
 
