@@ -117,3 +117,37 @@ def test_no_agent_id_or_no_key() -> None:
     assert [(c.name, c.status) for c in no_key] == [("api key", "warn")]
     private = cfg("http://127.0.0.1:1", **{"agent.requires_auth": True})
     assert [(c.name, c.status) for c in check_service(private, None, "")] == [("api key", "fail")]
+
+
+def test_a_redirect_is_not_followed_so_the_key_stays_home() -> None:
+    import http.server
+    import threading
+
+    seen: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            if self.path.startswith("/elsewhere"):
+                seen.append(self.headers.get("xi-api-key"))
+                self.send_response(200)
+                self.end_headers()
+                return
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}/elsewhere")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        checks = check_service(cfg(url), Secret(KEY), "env")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == []
+    assert [(c.name, c.status) for c in checks][0] == ("service", "warn")
+    assert "HTTP 302" in checks[0].detail

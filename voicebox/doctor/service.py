@@ -77,6 +77,16 @@ def why_unreachable(exc: BaseException) -> str:
     return str(exc)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx stays an answer: urllib would copy xi-api-key to whatever host it names."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def get_json(url: str, key: Secret | None, timeout: float) -> Answer:
     """GET url with the key in xi-api-key; any HTTP status is an Answer, no answer Unreachable."""
     headers = {"Accept": "application/json"}
@@ -84,7 +94,7 @@ def get_json(url: str, key: Secret | None, timeout: float) -> Answer:
         headers["xi-api-key"] = key.reveal()
     req = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http(s) only)
+        with _OPENER.open(req, timeout=timeout) as resp:
             raw, status, hdrs = resp.read(1 << 20), resp.status, resp.headers
     except urllib.error.HTTPError as exc:
         with exc:
