@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,30 @@ def test_a_redirect_is_not_followed_so_the_key_stays_home() -> None:
     assert seen == []
     assert [(c.name, c.status) for c in checks][0] == ("service", "warn")
     assert "HTTP 302" in checks[0].detail
+
+
+def test_the_key_is_looked_for_where_the_daemon_looks_then_in_the_installed_credential(
+    tmp_path: Path,
+) -> None:
+    from voicebox.doctor.host import Host
+    from voicebox.doctor.run import find_key
+
+    host = Host(root=tmp_path)
+    base = Config()
+    assert find_key(base, host, {}) == (None, "")
+    host.credential.parent.mkdir(parents=True)
+    host.credential.write_text("sk-installed\n")
+    key, source = find_key(base, host, {})
+    assert key is not None and key.reveal() == "sk-installed"
+    assert source == "/etc/voicebox/credentials/elevenlabs_api_key"
+    (tmp_path / "file").write_text("sk-file\n")
+    with_file = with_changes(base, **{"agent.api_key_file": str(tmp_path / "file")})
+    assert find_key(with_file, host, {})[1] == f"agent.api_key_file {tmp_path / 'file'}"
+    key, source = find_key(with_file, host, {"ELEVENLABS_API_KEY": "sk-env"})
+    assert (key.reveal() if key else None, source) == ("sk-env", "$ELEVENLABS_API_KEY")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "elevenlabs_api_key").write_text("sk-cred")
+    env = {"ELEVENLABS_API_KEY": "sk-env", "CREDENTIALS_DIRECTORY": str(creds)}
+    key, source = find_key(with_file, host, env)
+    assert (key.reveal() if key else None, source) == ("sk-cred", "the systemd credential")
