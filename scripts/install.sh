@@ -86,6 +86,7 @@ if [ $UNINSTALL -eq 1 ]; then
     fi
     rm -f "$UNIT" "$PHONE_UNIT"
     rm -rf "$ROOT/etc/systemd/system/voicebox.service.d"
+    [ -L "$ROOT/usr/local/bin/voicebox" ] && rm -f "$ROOT/usr/local/bin/voicebox"
     systemd_running && systemctl daemon-reload
     rm -rf "$APP" "$STATE"
     if [ -n "$ROOT" ] || getent passwd "$USER_NAME" >/dev/null; then
@@ -182,14 +183,9 @@ else
 fi
 
 if [ -n "$KEY" ]; then
-    install -d -m 0700 "$CRED_DIR"
-    (
-        umask 077
-        tmp=$(mktemp "$CRED_DIR/.key.XXXXXX")
-        printf '%s\n' "$KEY" >"$tmp"
-        chmod 0600 "$tmp"
-        mv -f "$tmp" "$CRED"
-    )
+    # the same code `voicebox setup` stores the key with (stdlib only: runs from the checkout)
+    printf '%s\n' "$KEY" | PYTHONPATH="$SRC" "$PY" -m voicebox.credentials "$CRED" ||
+        die "could not store the API key in $CRED"
     say "stored the API key in /etc/voicebox/credentials/elevenlabs_api_key (root only, 0600)"
 elif [ ! -s "$CRED" ]; then
     warn "no API key given: store one with --api-key-file FILE or --api-key-stdin"
@@ -255,4 +251,17 @@ if [ -s "$CRED" ]; then
     fi
 fi
 
-say "done. Status: voicebox status; logs: journalctl -u voicebox -f"
+# --- the command on PATH, then setup or a check ---------------------------------------------
+
+install -d -m 0755 "$ROOT/usr/local/bin"
+ln -sfn "$PREFIX/venv/bin/voicebox" "$ROOT/usr/local/bin/voicebox"
+
+if agent_set; then
+    # a configured box (an upgrade, or a config brought along): look at everything once
+    say "checking it: voicebox doctor"
+    sys "$VENV/bin/python" -m voicebox doctor --quiet --config /etc/voicebox/config.yaml ||
+        warn "voicebox doctor found problems (above): each FAIL line says how to fix it"
+else
+    say "next: sudo voicebox setup (microphone, speaker, agent id, API key, button)"
+fi
+say "done. Check it any time: sudo voicebox doctor; status: voicebox status; logs: journalctl -u voicebox -f"
