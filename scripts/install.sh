@@ -70,6 +70,7 @@ ETC=$ROOT/etc/voicebox
 CRED_DIR=$ETC/credentials
 CRED=$CRED_DIR/elevenlabs_api_key
 UNIT=$ROOT/etc/systemd/system/voicebox.service
+PHONE_UNIT=$ROOT/etc/systemd/system/voicebox-phone.service
 APP=$ROOT$PREFIX
 VENV=$APP/venv
 STATE=$ROOT/var/lib/voicebox
@@ -81,8 +82,9 @@ systemd_running() { [ -z "$ROOT" ] && [ -d /run/systemd/system ]; }
 if [ $UNINSTALL -eq 1 ]; then
     if systemd_running; then
         systemctl disable --now voicebox.service 2>/dev/null || true
+        systemctl disable --now voicebox-phone.service 2>/dev/null || true
     fi
-    rm -f "$UNIT"
+    rm -f "$UNIT" "$PHONE_UNIT"
     rm -rf "$ROOT/etc/systemd/system/voicebox.service.d"
     systemd_running && systemctl daemon-reload
     rm -rf "$APP" "$STATE"
@@ -212,6 +214,10 @@ sed -e "s#/opt/voicebox#$PREFIX#g" "$SRC/systemd/voicebox.service" >"$UNIT.tmp"
 chmod 0644 "$UNIT.tmp"
 mv -f "$UNIT.tmp" "$UNIT"
 say "installed /etc/systemd/system/voicebox.service"
+# Phone calls (Twilio) run in their own unit, installed but not enabled: see README "Phone calls".
+sed -e "s#/opt/voicebox#$PREFIX#g" "$SRC/systemd/voicebox-phone.service" >"$PHONE_UNIT.tmp"
+chmod 0644 "$PHONE_UNIT.tmp"
+mv -f "$PHONE_UNIT.tmp" "$PHONE_UNIT"
 
 agent_set() {
     "$VENV/bin/python" - "$ETC/config.yaml" <<'PY' 2>/dev/null

@@ -19,6 +19,8 @@ COMMANDS = {
     "status": "voicebox.status:main_status",
     "say": "voicebox.tts:main_say",
     "announcements": "voicebox.announcements:main_announcements",
+    "phone": "voicebox.phone.server:main_phone",
+    "call": "voicebox.phone.server:main_call",
 }
 
 
@@ -91,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--prefetch", action="store_true", help="synthesise and cache every configured phrase"
     )
+
+    p = sub.add_parser("phone", help="serve phone calls to the agent (Twilio Media Streams)")
+    _add_config(p)
+
+    p = sub.add_parser("call", help="place an outbound phone call to the agent through Twilio")
+    _add_config(p)
+    p.add_argument("number", help="the number to call, E.164 (+15551234567)")
     return parser
 
 

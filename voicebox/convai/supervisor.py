@@ -93,7 +93,12 @@ class Supervisor:
         api_key: Secret | None,
         tools: ToolRegistry,
         on_state: Callable[[State, dict[str, Any]], None],
+        *,
+        one_conversation: bool = False,
     ) -> None:
+        """one_conversation: a normal end (end_call, our own close) ends run() once the goodbye
+        has played, instead of idling or opening the next session (a phone call)."""
+        self._one_conversation = one_conversation
         self._cfg = cfg
         self._audio = audio
         self._api_key = api_key
@@ -153,6 +158,8 @@ class Supervisor:
             while not self._stopping:
                 if not self._wanted:
                     self._set_state(State.IDLE)
+                    if self._one_conversation:
+                        break
                     self._wake.clear()
                     if not self._wanted and not self._stopping:
                         await self._until_stopped(self._wake.wait())
@@ -587,7 +594,7 @@ class Supervisor:
         if end.end_class is EndClass.NORMAL:
             self._carry = False
             self._history.clear()
-            if not self._always_on:  # push_to_talk: idle until the next press
+            if not self._always_on or self._one_conversation:  # idle until the next press
                 self._wanted = False
                 self._mic_live = False
                 self._buffer.clear()
