@@ -213,17 +213,28 @@ class Supervisor:
     def press(self) -> None:
         """Button down: open a session if none, mic live, barge in on the agent."""
         self._mic_live = True
-        link = self._link
-        if (
-            link is not None
-            and link.session.ready
-            and (self._audio.playing or link.session.speaking())
-        ):
+        if self._barge_in():
             self._counters["barge_ins"] += 1
-            link.act(link.session.barge_in(link.now()))
         if not self._wanted and not self._stopping:
             self._wanted = True
             self._wake.set()
+
+    def cut_agent(self) -> None:
+        """Silence the agent (an announcement that interrupts): its turn is cut as by a barge-in;
+        with no session up, the audio still playing is dropped."""
+        if not self._barge_in() and self._audio.playing:
+            self._audio.interrupt()
+
+    def _barge_in(self) -> bool:
+        """Cut the agent's current turn in the session (the rest of it dropped, the service
+        told); False when no session is up or the agent is not speaking."""
+        link = self._link
+        if link is None or not link.session.ready:
+            return False
+        if not (self._audio.playing or link.session.speaking()):
+            return False
+        link.act(link.session.barge_in(link.now()))
+        return True
 
     def release(self) -> None:
         """Button up: mic gated (silence is streamed; the session is kept)."""
