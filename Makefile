@@ -1,12 +1,17 @@
 # voicebox: every target sets the machine up first, so on a fresh clone each is the only command.
 PY := .venv/bin/python
-.PHONY: bootstrap test lint format typecheck demo bench unit-check clean
+.PHONY: bootstrap test system-test lint format typecheck demo bench unit-check clean
+ARCH ?= amd64
 
 bootstrap:
 	@bash scripts/bootstrap.sh
 
 test: bootstrap
 	@bash scripts/run-tests.sh
+
+# Boots Debian 12 under a real systemd (needs root); ARCH=arm64 runs the Pi's userland under qemu.
+system-test:
+	@bash scripts/system-test.sh $(ARCH)
 
 lint: bootstrap
 	@.venv/bin/ruff check .

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# `make system-test [ARCH=arm64]`: boot a Debian 12 root under a real systemd 252 (systemd-nspawn),
+# install voicebox in it with scripts/install.sh as the README says, and run tests/system.
+#
+# usage: system-test.sh [amd64|arm64]      system-test.sh --check   (can this machine run it?)
+# Environment: VOICEBOX_SYSTEM_CACHE   the cached roots (default /var/cache/voicebox-system-test)
+#              VOICEBOX_SYSTEM_SIM_PORT the simulator's port on 127.0.0.1 (default 28765)
+#              VOICEBOX_SYSTEM_TIMEOUT  seconds before the whole run is killed
+# Every run boots a fresh overlay of the cached root (the cache is never written), and leaves no
+# container, mount or nspawn process behind, whatever happens. Artefacts (the container's journal,
+# install log, figures) go to build/system-test/ARCH/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One line saying why this machine cannot boot a container, or nothing.
+why_not() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "not root (systemd-nspawn and debootstrap need root)"
+    elif [ -e /run/.containerenv ] || grep -qs container= /proc/1/environ; then
+        echo "this machine is itself a container (nspawn needs a VM or bare metal)"
+    elif ! unshare --mount --pid --uts --ipc --fork true 2>/dev/null; then
+        echo "the kernel refuses new namespaces (no CAP_SYS_ADMIN)"
+    elif ! command -v apt-get >/dev/null && ! command -v systemd-nspawn >/dev/null; then
+        echo "no systemd-nspawn and no apt-get to install it"
+    fi
+}
+
+ARCH=${1:-${ARCH:-amd64}}
+case "$ARCH" in
+    --check) reason=$(why_not); [ -z "$reason" ] || { echo "$reason"; exit 1; }; exit 0 ;;
+    amd64 | x86 | x86_64 | "") ARCH=amd64 ;;
+    arm64 | aarch64) ARCH=arm64 ;;
+    *) echo "system-test: unknown ARCH $ARCH (amd64 or arm64)" >&2; exit 2 ;;
+esac
+
+reason=$(why_not)
+if [ -n "$reason" ]; then
+    echo "system-test: cannot run here: $reason" >&2
+    exit 1
+fi
+
+if [ "$ARCH" = arm64 ]; then bash scripts/bootstrap.sh --system-test=arm64; else bash scripts/bootstrap.sh --system-test; fi
+
+if [ "$ARCH" = arm64 ] && [ "$(uname -m)" != aarch64 ]; then
+    [ -e /proc/sys/fs/binfmt_misc/status ] ||
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
+    grep -q '^flags: .*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 || {
+        echo "system-test: qemu-aarch64 is registered without the F flag; a container cannot use it" >&2
+        exit 1
+    }
+fi
+
+PORT=${VOICEBOX_SYSTEM_SIM_PORT:-28765}
+if ! .venv/bin/python -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$PORT" 2>/dev/null; then
+    echo "system-test: port $PORT on 127.0.0.1 is in use; set VOICEBOX_SYSTEM_SIM_PORT" >&2
+    exit 1
+fi
+
+t0=$(date +%s)
+ROOT=$(bash scripts/system-root.sh "$ARCH")
+t_root=$(( $(date +%s) - t0 ))
+
+RUN=$(mktemp -d /var/tmp/voicebox-system-test.XXXXXX)
+ART=build/system-test/$ARCH
+rm -rf "$ART"
+mkdir -p "$ART"
+PIDFILE=$RUN/nspawn.pid
+cleanup() {
+    set +e
+    if [ -s "$PIDFILE" ]; then
+        pid=$(cat "$PIDFILE")
+        if [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = systemd-nspawn ]; then
+            echo "system-test: stopping the container left running (nspawn $pid)" >&2
+            kill -TERM "$pid"
+            for _ in $(seq 60); do [ -d /proc/"$pid" ] || break; sleep 0.5; done
+            [ -d /proc/"$pid" ] && kill -KILL -- -"$pid" "$pid" 2>/dev/null
+        fi
+    fi
+    mountpoint -q "$RUN/root" && umount "$RUN/root"
+    rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$RUN/upper" "$RUN/work" "$RUN/root"
+if ! mount -t overlay overlay -o "lowerdir=$ROOT,upperdir=$RUN/upper,workdir=$RUN/work" "$RUN/root" 2>/dev/null; then
+    cp -a --reflink=auto "$ROOT/." "$RUN/root/"   # no overlayfs: a full copy, still per run
+fi
+# The checkout as committed plus uncommitted changes to tracked files, as `git clone` would give.
+rev=$(git stash create 2>/dev/null || true)
+mkdir -p "$RUN/root/root/voicebox"
+git archive --format=tar "${rev:-HEAD}" | tar -x -C "$RUN/root/root/voicebox"
+# The registries are reached through a TLS chain the container's own bundle does not trust.
+cp /etc/ssl/certs/ca-certificates.crt "$RUN/root/etc/ssl/certs/ca-certificates.crt"
+
+args=(tests/system -p no:cacheprovider -o addopts= -rA)
+if [ "$ARCH" = amd64 ]; then
+    limit=${VOICEBOX_SYSTEM_TIMEOUT:-1800}
+    args+=(--timeout=1200)
+else
+    limit=${VOICEBOX_SYSTEM_TIMEOUT:-5400}
+    args+=(--timeout=4000 -m pi_userland)
+fi
+echo "system-test: $ARCH root $ROOT (ready in ${t_root} s), run in $RUN, artefacts in $ART"
+rc=0
+VOICEBOX_SYSTEM_ROOT=$RUN/root VOICEBOX_SYSTEM_ARTEFACTS=$ART VOICEBOX_SYSTEM_ARCH=$ARCH \
+    VOICEBOX_SYSTEM_SIM_PORT=$PORT VOICEBOX_SYSTEM_NSPAWN_PIDFILE=$PIDFILE \
+    timeout --kill-after=30 "$limit" .venv/bin/python -m pytest "${args[@]}" || rc=$?
+[ $rc -eq 124 ] && echo "system-test: killed after $limit s" >&2
+echo "system-test: $ARCH finished in $(( $(date +%s) - t0 )) s (root ${t_root} s), exit $rc"
+exit $rc
