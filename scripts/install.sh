@@ -114,11 +114,13 @@ PY=${PYTHON:-python3}
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
     die "voicebox needs Python >= 3.11; $PY is $("$PY" --version 2>&1)"
 
+# procps: the unit's ExecReload runs /bin/kill, which a minimal Debian does not have (203/EXEC).
+APT_PKGS=(libportaudio2 python3-venv python3-lgpio python3-systemd procps)
 if [ -n "$ROOT" ]; then
-    sys apt-get install -y libportaudio2 python3-venv python3-lgpio python3-systemd
+    sys apt-get install -y "${APT_PKGS[@]}"
 elif command -v apt-get >/dev/null; then
     pkgs=()
-    for p in libportaudio2 python3-venv python3-lgpio python3-systemd; do
+    for p in "${APT_PKGS[@]}"; do
         # only what this distribution has (python3-lgpio is Raspberry Pi OS / newer Debian)
         apt-cache show "$p" >/dev/null 2>&1 && pkgs+=("$p")
     done
