@@ -52,7 +52,7 @@ if [ "$ARCH" = arm64 ] && [ "$(uname -m)" != aarch64 ]; then
 fi
 
 PORT=${VOICEBOX_SYSTEM_SIM_PORT:-28765}
-if ! .venv/bin/python -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$PORT" 2>/dev/null; then
+if ! .venv/bin/python -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1])))" "$PORT" 2>/dev/null; then
     echo "system-test: port $PORT on 127.0.0.1 is in use; set VOICEBOX_SYSTEM_SIM_PORT" >&2
     exit 1
 fi

@@ -209,12 +209,20 @@ class Box:
         return self.show(unit, name).get(name, "")
 
     def cursor(self) -> str:
+        """A mark for "entries logged from now on": a --since value 1 µs after the last entry.
+
+        Not --after-cursor: journalctl 252 finds nothing when that cursor's entry does not itself
+        match the other filters (-u, -t).
+        """
         out = self.sh("journalctl -n 0 --show-cursor --no-pager").stdout
-        m = re.search(r"-- cursor: (\S+)", out)
-        return m.group(1) if m else ""
+        m = re.search(r"-- cursor: \S*;t=([0-9a-f]+)", out)
+        if not m:
+            return ""
+        us = int(m.group(1), 16) + 1
+        return f"@{us // 1_000_000}.{us % 1_000_000:06d}"
 
     def journal(self, args: str = "", after: str = "", output: str = "short-monotonic") -> str:
-        since = f"--after-cursor='{after}'" if after else ""
+        since = f"--since={after}" if after else ""
         return self.sh(f"journalctl --no-pager -o {output} {since} {args}", timeout=120).stdout
 
     def write(self, path: str, text: str, mode: int = 0o644) -> None:
