@@ -2,7 +2,8 @@
 # `make system-test [ARCH=arm64]`: boot a Debian 12 root under a real systemd 252 (systemd-nspawn),
 # install voicebox in it with scripts/install.sh as the README says, and run tests/system.
 #
-# usage: system-test.sh [amd64|arm64]      system-test.sh --check   (can this machine run it?)
+# usage: system-test.sh [amd64|arm64] [--unit-suite]    system-test.sh --check (can it run here?)
+#   --unit-suite: instead, run the unit test suite (pytest, no lint) inside that root's userland.
 # Environment: VOICEBOX_SYSTEM_CACHE   the cached roots (default /var/cache/voicebox-system-test)
 #              VOICEBOX_SYSTEM_SIM_PORT the simulator's port on 127.0.0.1 (default 28765)
 #              VOICEBOX_SYSTEM_TIMEOUT  seconds before the whole run is killed
@@ -26,6 +27,8 @@ why_not() {
 }
 
 ARCH=${1:-${ARCH:-amd64}}
+MODE=${2:-system}
+case "$MODE" in system | --unit-suite) ;; *) echo "system-test: unknown option $MODE" >&2; exit 2 ;; esac
 case "$ARCH" in
     --check) reason=$(why_not); [ -z "$reason" ] || { echo "$reason"; exit 1; }; exit 0 ;;
     amd64 | x86 | x86_64 | "") ARCH=amd64 ;;
@@ -93,6 +96,34 @@ mkdir -p "$RUN/root/root/voicebox"
 git archive --format=tar "${rev:-HEAD}" | tar -x -C "$RUN/root/root/voicebox"
 # The registries are reached through a TLS chain the container's own bundle does not trust.
 cp /etc/ssl/certs/ca-certificates.crt "$RUN/root/etc/ssl/certs/ca-certificates.crt"
+# As on an installed system, the host name resolves (else sudo warns on every call).
+printf '127.0.0.1 localhost\n127.0.1.1 voicebox-test\n::1 localhost ip6-localhost\n' >"$RUN/root/etc/hosts"
+if [ "$ARCH" = arm64 ]; then
+    # qemu-user rejects clone() with namespace flags, so systemd cannot set up a unit's
+    # credentials (243/CREDENTIALS, "Failed to fork off '(sd-mkdcreds)'"). A limit of the
+    # emulator, not of the Pi: these units run without LoadCredential under it. The arm64 subset
+    # needs no API key (the simulator takes any).
+    for unit in systemd-sysusers systemd-tmpfiles-setup systemd-tmpfiles-setup-dev voicebox; do
+        mkdir -p "$RUN/root/etc/systemd/system/$unit.service.d"
+        printf '[Service]\nLoadCredential=\n' >"$RUN/root/etc/systemd/system/$unit.service.d/qemu-user.conf"
+    done
+fi
+
+if [ "$MODE" = --unit-suite ]; then
+    # The Pi's userland running `make test`'s pytest stage: bootstrap.sh (apt, the venv, wheels or
+    # sdists for this architecture), then the suite. Not booted: a plain container is enough.
+    limit=${VOICEBOX_SYSTEM_TIMEOUT:-5400}
+    echo "system-test: unit suite in the $ARCH root $ROOT, run in $RUN"
+    rc=0
+    SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0 timeout --kill-after=30 "$limit" \
+        systemd-nspawn --quiet --register=no --keep-unit -D "$RUN/root" --chdir=/root/voicebox \
+        --setenv=DEBIAN_FRONTEND=noninteractive --setenv=LANG=C.UTF-8 \
+        bash -c 'apt-get update -qq && bash scripts/bootstrap.sh && uname -m &&
+                 .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=1800' \
+        </dev/null 2>&1 | tee "$ART/unit-suite.log" || rc=$?
+    echo "system-test: $ARCH unit suite finished in $(( $(date +%s) - t0 )) s, exit $rc"
+    exit "$rc"
+fi
 
 args=(tests/system -p no:cacheprovider -o addopts= -rA)
 if [ "$ARCH" = amd64 ]; then

@@ -238,6 +238,7 @@ def test_watchdog_kills_a_stopped_daemon_and_systemd_restarts_it(installed: Appl
         log = box.journal("-u voicebox", after=mark)
         assert "Watchdog timeout" in log, f"the journal does not say watchdog:\n{log[-3000:]}"
         assert "SIGABRT" in log or "ABRT" in log, f"the daemon was not sent SIGABRT:\n{log}"
+        assert "Failed with result 'watchdog'" in log, log
     finally:
         box.sh(f"rm -f {dropin} && systemctl daemon-reload")
         _start_fresh(installed)
