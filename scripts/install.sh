@@ -164,6 +164,15 @@ else
     cp -r "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/voicebox" "$stage/"
     find "$stage" -name __pycache__ -prune -exec rm -rf {} +
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "$stage"
+    # gpiozero needs lgpio on a Pi 5, and apt has python3-lgpio only on Raspberry Pi OS; on
+    # another arm64 Debian PyPI's wheel does it (>= 0.2.2: 0.0.0.x is an empty placeholder).
+    case "$(uname -m)" in
+        aarch64 | armv7l)
+            "$VENV/bin/python" -c 'import importlib.util, sys; sys.exit(not importlib.util.find_spec("lgpio"))' ||
+                "$VENV/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: \
+                    'lgpio>=0.2.2' || warn "could not install lgpio: the button and LED will not work"
+            ;;
+    esac
 fi
 sys "$VENV/bin/python" -m compileall -q "$VENV/lib"
 install -m 0644 "$SRC/README.md" "$APP/README.md"

@@ -15,6 +15,7 @@ import pytest
 
 from tests.system.box import Box
 from tests.system.conftest import (
+    ARCH,
     CONFIG,
     FIGURES,
     SIM_UNIT,
@@ -55,6 +56,9 @@ def test_install_as_the_readme_says(installed: Appliance) -> None:
         check=False,
     )
     assert imports.returncode == 0, f"a runtime dependency does not import:\n{imports.stderr}"
+    if ARCH == "arm64":  # the Pi's GPIO library (lgpio makes a FIFO in $LG_WD at import)
+        r = box.sh("LG_WD=/tmp /opt/voicebox/venv/bin/python -c 'import lgpio'", check=False)
+        assert r.returncode == 0, f"install.sh left no lgpio on aarch64:\n{r.stderr}"
     mode = box.sh("stat -c '%a %U' /etc/voicebox/credentials/elevenlabs_api_key").stdout.split()
     assert mode == ["600", "root"], f"the credential is {mode}, expected 0600 root"
     check = box.sh(f"/opt/voicebox/venv/bin/voicebox check-config --config {CONFIG}", check=False)
