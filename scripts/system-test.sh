@@ -2,7 +2,7 @@
 # `make system-test [ARCH=arm64]`: boot a Debian 12 root under a real systemd 252 (systemd-nspawn),
 # install voicebox in it with scripts/install.sh as the README says, and run tests/system.
 #
-# usage: system-test.sh [amd64|arm64] [--unit-suite]    system-test.sh --check (can it run here?)
+# usage: system-test.sh [amd64|arm64] [--unit-suite]    system-test.sh --check [ARCH] (can it run?)
 #   --unit-suite: instead, run the unit test suite (pytest, no lint) inside that root's userland.
 # Environment: VOICEBOX_SYSTEM_CACHE   the cached roots (default /var/cache/voicebox-system-test)
 #              VOICEBOX_SYSTEM_SIM_PORT the simulator's port on 127.0.0.1 (default 28765)
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# One line saying why this machine cannot boot a container, or nothing.
+# One line saying why this machine cannot boot a container (of arch $1), or nothing.
 why_not() {
     if [ "$(id -u)" -ne 0 ]; then
         echo "not root (systemd-nspawn and debootstrap need root)"
@@ -23,20 +23,30 @@ why_not() {
         echo "the kernel refuses new namespaces (no CAP_SYS_ADMIN)"
     elif ! command -v apt-get >/dev/null && ! command -v systemd-nspawn >/dev/null; then
         echo "no systemd-nspawn and no apt-get to install it"
+    elif [ "${1:-amd64}" = arm64 ] && [ "$(uname -m)" != aarch64 ] &&
+        [ ! -e /proc/sys/fs/binfmt_misc/status ] &&
+        ! mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null; then
+        echo "no binfmt_misc for qemu-user (arm64 emulation)"
     fi
 }
 
+main() {
+
 ARCH=${1:-${ARCH:-amd64}}
 MODE=${2:-system}
+if [ "$ARCH" = --check ]; then  # --check [ARCH]
+    reason=$(why_not "${2:-amd64}")
+    [ -z "$reason" ] || { echo "$reason"; exit 1; }
+    exit 0
+fi
 case "$MODE" in system | --unit-suite) ;; *) echo "system-test: unknown option $MODE" >&2; exit 2 ;; esac
 case "$ARCH" in
-    --check) reason=$(why_not); [ -z "$reason" ] || { echo "$reason"; exit 1; }; exit 0 ;;
     amd64 | x86 | x86_64 | "") ARCH=amd64 ;;
     arm64 | aarch64) ARCH=arm64 ;;
     *) echo "system-test: unknown ARCH $ARCH (amd64 or arm64)" >&2; exit 2 ;;
 esac
 
-reason=$(why_not)
+reason=$(why_not "$ARCH")
 if [ -n "$reason" ]; then
     echo "system-test: cannot run here: $reason" >&2
     exit 1
@@ -113,13 +123,26 @@ if [ "$MODE" = --unit-suite ]; then
     # The Pi's userland running `make test`'s pytest stage: bootstrap.sh (apt, the venv, wheels or
     # sdists for this architecture), then the suite. Not booted: a plain container is enough.
     limit=${VOICEBOX_SYSTEM_TIMEOUT:-5400}
+    # What emulation breaks, not the Pi: qemu-user fakes /proc/self/stat with zero CPU times, and
+    # runs 5-10x slower than the tests' waits allow.
+    deselect=()
+    if [ "$ARCH" = arm64 ] && [ "$(uname -m)" != aarch64 ]; then
+        deselect=(
+            --deselect tests/monitor/test_monitor.py::test_first_cpu_sample_is_primed
+            --deselect tests/daemon/test_daemon.py::test_lifecycle_ready_reload_and_sigterm_mid_reply
+            --deselect tests/convai/test_memory.py::test_rollovers_leave_no_sessions_links_sockets_or_tasks_behind
+        )
+        echo "system-test: not run under qemu-user (zero CPU times in its /proc/self/stat; timing):"
+        printf '  %s\n' "${deselect[@]}" | grep -v -- --deselect
+    fi
     echo "system-test: unit suite in the $ARCH root $ROOT, run in $RUN"
     rc=0
     SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0 timeout --kill-after=30 "$limit" \
         systemd-nspawn --quiet --register=no --keep-unit -D "$RUN/root" --chdir=/root/voicebox \
+        --machine="voicebox-units-$$" \
         --setenv=DEBIAN_FRONTEND=noninteractive --setenv=LANG=C.UTF-8 \
-        bash -c 'apt-get update -qq && bash scripts/bootstrap.sh && uname -m &&
-                 .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=1800' \
+        bash -c "apt-get update -qq && bash scripts/bootstrap.sh && uname -m &&
+                 .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=1800 ${deselect[*]}" \
         </dev/null 2>&1 | tee "$ART/unit-suite.log" || rc=$?
     echo "system-test: $ARCH unit suite finished in $(( $(date +%s) - t0 )) s, exit $rc"
     exit "$rc"
@@ -141,3 +164,7 @@ VOICEBOX_SYSTEM_ROOT=$RUN/root VOICEBOX_SYSTEM_ARTEFACTS=$ART VOICEBOX_SYSTEM_AR
 [ $rc -eq 124 ] && echo "system-test: killed after $limit s" >&2
 echo "system-test: $ARCH finished in $(( $(date +%s) - t0 )) s (root ${t_root} s), exit $rc"
 exit $rc
+}
+
+# All of it is parsed before it runs: editing or checking out this file mid-run changes nothing.
+main "$@"
