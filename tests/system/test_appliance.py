@@ -284,7 +284,7 @@ def test_hardening_is_in_force(installed: Appliance) -> None:
     for path in ("/var/lib/voicebox/probe", "/run/voicebox/probe"):
         r = box.sh(f"{enter} sh -c 'echo x > {path} && rm {path}'", check=False)
         assert r.returncode == 0, f"the daemon cannot write {path}: {r.stderr}"
-    for path in ("/etc/voicebox/probe", "/opt/voicebox/probe", "/var/tmp/../probe", "/usr/probe"):
+    for path in ("/etc/voicebox/x", "/opt/voicebox/x", "/x", "/usr/x", "/var/x"):
         r = box.sh(f"{enter} sh -c 'echo x > {path}'", check=False)
         assert r.returncode != 0, f"the daemon could write {path} (ProtectSystem not in force)"
     r = box.sh(f"{enter} sh -c 'ls /home /root'", check=False)
