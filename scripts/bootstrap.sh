@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(libportaudio2 libsystemd-dev pkg-config gcc python3-dev python3-venv alsa-utils systemd stress-ng)
+# procps: the unit runs /bin/kill (ExecReload), which `systemd-analyze verify` checks exists.
+PKGS=(libportaudio2 libsystemd-dev pkg-config gcc python3-dev python3-venv alsa-utils systemd stress-ng procps)
 case "${1:-}" in
     --system-test) PKGS+=(systemd-container debootstrap) ;;
     --system-test=arm64) PKGS+=(systemd-container debootstrap qemu-user-static binfmt-support) ;;
