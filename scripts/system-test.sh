@@ -79,8 +79,11 @@ ART=build/system-test/$ARCH
 rm -rf "$ART"
 mkdir -p "$ART"
 PIDFILE=$RUN/nspawn.pid
+TESTS_PID=""
 cleanup() {
     set +e
+    # the test runner first (timeout made its own process group), so it cannot boot again
+    [ -n "$TESTS_PID" ] && kill -KILL -- -"$TESTS_PID" 2>/dev/null
     if [ -s "$PIDFILE" ]; then
         pid=$(cat "$PIDFILE")
         if [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = systemd-nspawn ]; then
@@ -160,7 +163,10 @@ echo "system-test: $ARCH root $ROOT (ready in ${t_root} s), run in $RUN, artefac
 rc=0
 VOICEBOX_SYSTEM_ROOT=$RUN/root VOICEBOX_SYSTEM_ARTEFACTS=$ART VOICEBOX_SYSTEM_ARCH=$ARCH \
     VOICEBOX_SYSTEM_SIM_PORT=$PORT VOICEBOX_SYSTEM_NSPAWN_PIDFILE=$PIDFILE \
-    timeout --kill-after=30 "$limit" .venv/bin/python -m pytest "${args[@]}" || rc=$?
+    timeout --kill-after=30 "$limit" .venv/bin/python -m pytest "${args[@]}" &
+TESTS_PID=$!
+wait "$TESTS_PID" || rc=$?   # in the background, so a signal to this script runs cleanup at once
+TESTS_PID=""
 [ $rc -eq 124 ] && echo "system-test: killed after $limit s" >&2
 echo "system-test: $ARCH finished in $(( $(date +%s) - t0 )) s (root ${t_root} s), exit $rc"
 exit $rc
