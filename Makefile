@@ -1,6 +1,6 @@
 # voicebox: every target sets the machine up first, so on a fresh clone each is the only command.
 PY := .venv/bin/python
-.PHONY: bootstrap test system-test test-arm64 lint format typecheck demo bench unit-check clean
+.PHONY: bootstrap test system-test test-arm64 lint format typecheck demo demo-phone bench unit-check clean
 ARCH ?= amd64
 
 bootstrap:
@@ -28,6 +28,9 @@ format: bootstrap
 
 demo: bootstrap
 	@$(PY) scripts/demo.py
+
+demo-phone: bootstrap
+	@$(PY) scripts/demo_phone.py
 
 bench: bootstrap
 	@$(PY) bench/run.py

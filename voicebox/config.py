@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,8 @@ EX_CONFIG = 78
 CREDENTIAL_NAME = "elevenlabs_api_key"
 API_KEY_ENV = "ELEVENLABS_API_KEY"
 SECRET_KEYS = {"api_key", "xi_api_key", "xi-api-key", "apikey", "key", "token", "secret"}
+TWILIO_CREDENTIAL_NAME = "twilio_auth_token"
+TWILIO_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
 
 
 class ConfigError(Exception):
@@ -253,6 +257,28 @@ class PathsConfig:
 
 
 @dataclass(frozen=True)
+class PhoneConfig:
+    """`voicebox phone`: the Twilio Media Streams bridge (its own process and unit). The auth
+    token comes from the systemd credential `twilio_auth_token` or $TWILIO_AUTH_TOKEN."""
+
+    enabled: bool = _f(False, "serve phone calls (`voicebox phone` refuses to start otherwise)")
+    listen_host: str = _f("127.0.0.1", "address the webhook and media stream server listens on")
+    listen_port: int = _f(8088, "port it listens on (0 picks a free one)", ge=0, le=65535)
+    public_url: str = _f("", "https URL Twilio reaches this server at (tunnel or reverse proxy)")
+    account_sid: str = _f("", "Twilio account SID (AC...)")
+    from_number: str = _f("", "caller id of `voicebox call`, E.164 (+15551234567)")
+    max_calls: int = _f(4, "concurrent calls; one more is answered busy", ge=1)
+    api_base: str = _f("https://api.twilio.com", "Twilio REST base URL")
+    region: str | None = _f(None, "Twilio region of the REST API (ie1, au1); null: us1")
+    edge: str | None = _f(None, "Twilio edge location (dublin, sydney); null: default")
+    give_up_s: float = _f(20.0, "a call without the agent this long is ended", gt=0)
+    failure_message: str = _f(
+        "Sorry, the assistant is not available right now. Goodbye.",
+        "spoken before a call is ended because the agent cannot be reached",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole daemon configuration."""
 
@@ -266,6 +292,7 @@ class Config:
     tts: TtsConfig = field(default_factory=TtsConfig)
     announcements: AnnouncementsConfig = field(default_factory=AnnouncementsConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    phone: PhoneConfig = field(default_factory=PhoneConfig)
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -275,6 +302,7 @@ class _Loader:
     def __init__(self, name: str) -> None:
         self.name = name
         self.problems: list[str] = []
+        self.nodes: dict[str, yaml.Node] = {}  # key path -> its value's node (for cross-checks)
 
     def problem(self, node: yaml.Node | None, path: str, text: str) -> None:
         where = f"{self.name}:{node.start_mark.line + 1}" if node is not None else self.name
@@ -292,6 +320,14 @@ class _Loader:
         for key_node, value_node in node.value:
             key = str(key_node.value)
             sub = f"{path}.{key}" if path else key
+            if "token" in key.lower() and key not in fields:
+                self.problem(
+                    key_node,
+                    sub,
+                    "secrets do not belong in the YAML: put the Twilio auth token in the systemd "
+                    f"credential '{TWILIO_CREDENTIAL_NAME}' or ${TWILIO_TOKEN_ENV}",
+                )
+                continue
             if key.lower() in SECRET_KEYS or "api_key" in key.lower() and key not in fields:
                 self.problem(
                     key_node,
@@ -308,6 +344,7 @@ class _Loader:
             if key in kwargs:
                 self.problem(key_node, sub, "key given twice")
                 continue
+            self.nodes[sub] = value_node
             kwargs[key] = self.value(hints[key], value_node, sub, fields[key].metadata)
         kwargs = {k: v for k, v in kwargs.items() if v is not _INVALID}
         return cls(**kwargs)
@@ -320,16 +357,21 @@ class _Loader:
             if not isinstance(node, yaml.MappingNode):
                 self.problem(node, path, f"expected a mapping, got {_show(node)}")
                 return _INVALID
-            return _plain(node)
+            return self.plain(node, path)
         if origin is list:
             if not isinstance(node, yaml.SequenceNode):
                 self.problem(node, path, f"expected a list, got {_show(node)}")
                 return _INVALID
-            return _plain(node)
+            return self.plain(node, path)
         if not isinstance(node, yaml.ScalarNode):
             self.problem(node, path, f"expected {_describe(tp, rules)}, got {_show(node)}")
             return _INVALID
-        raw = _plain(node)
+        raw = self.plain(node, path)
+        if raw is _INVALID:
+            return _INVALID
+        if isinstance(raw, float) and not math.isfinite(raw):
+            self.problem(node, path, f"expected a finite number, got {node.value!r}")
+            return _INVALID
         for option in _options(tp):
             ok, val = _coerce(option, raw)
             if ok:
@@ -340,8 +382,42 @@ class _Loader:
         self.problem(node, path, f"expected {_describe(tp, rules)}, got {_show(node)}")
         return _INVALID
 
+    def plain(self, node: yaml.Node, path: str) -> Any:
+        """The node as plain data, or _INVALID with a problem at its line (an unknown tag)."""
+        try:
+            data = _plain(node)
+        except Exception as exc:  # noqa: BLE001 - YAMLError, or ValueError from a constructor
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line if mark is not None else node.start_mark.line
+            text = "invalid YAML: " + (getattr(exc, "problem", None) or str(exc))
+            self.problems.append(f"{self.name}:{line + 1}: {path}: {text}")
+            return _INVALID
+        if not isinstance(node, yaml.ScalarNode):
+            bad = _non_finite(node)
+            if bad is not None:
+                self.problem(bad, path, f"expected finite numbers, got {bad.value!r}")
+                return _INVALID
+        return data
+
 
 _INVALID = object()
+
+
+def _non_finite(node: yaml.Node) -> yaml.Node | None:
+    """The first scalar inside `node` that YAML reads as NaN or infinity (JSON has neither)."""
+    if isinstance(node, yaml.ScalarNode):
+        value = _plain(node) if node.tag.endswith(":float") else None
+        return node if isinstance(value, float) and not math.isfinite(value) else None
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    for child in children:
+        found = _non_finite(child)
+        if found is not None:
+            return found
+    return None
 
 
 def _options(tp: Any) -> list[Any]:
@@ -405,12 +481,19 @@ def _describe(tp: Any, rules: Mapping[str, Any]) -> str:
 
 
 def _plain(node: yaml.Node) -> Any:
-    return yaml.safe_load(yaml.serialize(node))
+    """The node as plain Python data (safe types only); raises for an unknown tag (YAMLError)
+    or a value its tag cannot hold (ValueError: 2024-13-45, !!int abc)."""
+    return yaml.constructor.SafeConstructor().construct_document(node)
 
 
 def _show(node: yaml.Node) -> str:
     if isinstance(node, yaml.ScalarNode):
-        return repr(_plain(node)) if node.value != "" else "nothing"
+        if node.value == "":
+            return "nothing"
+        try:
+            return repr(_plain(node))
+        except Exception:  # noqa: BLE001 - shown as written
+            return repr(node.value)
     return "a mapping" if isinstance(node, yaml.MappingNode) else "a list"
 
 
@@ -433,16 +516,54 @@ def parse(text: str, name: str = "config.yaml") -> Config:
 
 
 def _cross_checks(cfg: Config, loader: _Loader) -> None:
+    nodes = loader.nodes
     for side in ("input", "output"):
         sub = getattr(cfg.audio, side)
         if sub.backend == "file" and not sub.path:
-            loader.problem(None, f"audio.{side}.path", "required when backend is 'file'")
+            where = nodes.get(f"audio.{side}.backend")
+            loader.problem(where, f"audio.{side}.path", "required when backend is 'file'")
     t = cfg.tuning
     if t.prebuffer_min_ms > t.prebuffer_max_ms:
-        loader.problem(None, "tuning.prebuffer_min_ms", "must not exceed tuning.prebuffer_max_ms")
-    api = cfg.agent.api_base
-    if not api.startswith(("http://", "https://")):
-        loader.problem(None, "agent.api_base", f"expected an http(s) URL, got {api!r}")
+        where = nodes.get("tuning.prebuffer_min_ms")
+        loader.problem(where, "tuning.prebuffer_min_ms", "must not exceed tuning.prebuffer_max_ms")
+    out = cfg.audio.output
+    if out.prebuffer_ms >= out.buffer_ms:
+        where = nodes.get("audio.output.prebuffer_ms") or nodes.get("audio.output.buffer_ms")
+        loader.problem(
+            where,
+            "audio.output.prebuffer_ms",
+            f"must be less than audio.output.buffer_ms ({out.buffer_ms}): the ring has to hold "
+            "the pre-roll",
+        )
+    problem = api_base_problem(cfg.agent.api_base)
+    if problem is not None:
+        loader.problem(nodes.get("agent.api_base"), "agent.api_base", problem)
+    for key in ("phone.public_url", "phone.api_base"):
+        url = getattr(cfg.phone, key.split(".")[1])
+        problem = api_base_problem(url) if url else None
+        if problem is not None:
+            loader.problem(nodes.get(key), key, problem)
+
+
+def api_base_problem(api: str) -> str | None:
+    """Why `api` cannot be the REST base the connection derives its URLs from, or None."""
+    if any(c.isspace() for c in api):
+        return f"expected an http(s) URL without spaces, got {api!r}"
+    try:
+        parts = urllib.parse.urlsplit(api)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"not a valid URL ({exc}): {api!r}"
+    if parts.scheme not in ("http", "https"):
+        return f"expected an http(s) URL, got {api!r}"
+    host = parts.hostname
+    if not host:
+        return f"no host in {api!r}"
+    try:
+        host.encode("idna")  # what the socket layer does with it
+    except UnicodeError:
+        return f"host {host!r} is not a valid host name (empty or over-long label)"
+    return None
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:
@@ -491,6 +612,18 @@ def load_api_key(cfg: Config, environ: Mapping[str, str] | None = None) -> Secre
         if value:
             return Secret(value)
     return None
+
+
+def load_twilio_token(environ: Mapping[str, str] | None = None) -> Secret | None:
+    """The Twilio auth token: systemd credential, then $TWILIO_AUTH_TOKEN (never the YAML)."""
+    env = os.environ if environ is None else environ
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        value = _read_secret(Path(cred_dir) / TWILIO_CREDENTIAL_NAME)
+        if value:
+            return Secret(value)
+    value = env.get(TWILIO_TOKEN_ENV, "").strip()
+    return Secret(value) if value else None
 
 
 def _read_secret(path: Path) -> str:
