@@ -97,14 +97,17 @@ class AgentConfig:
 class InputConfig:
     """The microphone."""
 
-    backend: Literal["sounddevice", "file"] = _f("sounddevice", "sounddevice or file")
+    backend: Literal["sounddevice", "file", "room"] = _f(
+        "sounddevice", "sounddevice, file, or room (the file in a simulated room)"
+    )
     device: str | int | None = _f(None, "name substring or index; default device if unset")
-    path: str | None = _f(None, "WAV file fed in real time (file backend)")
+    path: str | None = _f(None, "WAV file fed in real time (file and room backends)")
     loop: bool = _f(False, "file backend: repeat the WAV instead of silence after it")
     sample_rate: int | None = _f(None, "device rate; the device's default if unset", gt=0)
     chunk_ms: int = _f(20, "capture chunk duration", ge=5, le=250)
     queue_ms: int = _f(1000, "capture-to-asyncio queue depth (drop-oldest)", ge=40)
     latency: float | Literal["low", "high"] = _f("high", "PortAudio latency: low, high or s")
+    room: RoomConfig = field(default_factory=lambda: RoomConfig())
 
 
 @dataclass(frozen=True)
@@ -122,10 +125,41 @@ class OutputConfig:
     volume: float = _f(1.0, "output gain 0..1 (the set_volume tool changes it)", ge=0, le=1)
 
 
+# --- audio processing and the simulated room (issue 12) -----------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    """Capture-path processing (WebRTC: AEC3, noise suppression, AGC2, high-pass)."""
+
+    echo_cancellation: Literal["auto", "on", "off"] = _f(
+        "auto", "auto: on when the mic is live while the agent speaks", yaml_bool=True
+    )
+    noise_suppression: Literal["off", "low", "moderate", "high", "very_high"] = _f(
+        "moderate", "off, low, moderate, high or very_high", yaml_bool=True
+    )
+    auto_gain: bool = _f(False, "adaptive digital gain (AGC2) on the processed mic")
+    high_pass: bool = _f(True, "high-pass filter (always on under echo cancellation)")
+
+
+@dataclass(frozen=True)
+class RoomConfig:
+    """audio.input.backend room: the mic hears audio.input.path, plus the file output's audio
+    through this room, plus noise (a simulation for demos, tests and the bench)."""
+
+    delay_ms: float = _f(40.0, "speaker-to-mic delay", ge=0, le=500)
+    tail_ms: float = _f(250.0, "reverberation: 60 dB down after this long", gt=0, le=2000)
+    echo_db: float = _f(-6.0, "echo level relative to the speaker", ge=-60, le=12)
+    noise_dbfs: float = _f(-70.0, "background noise level", le=0)
+    impulse_response: str | None = _f(None, "a mono WAV impulse response instead of the above")
+    seed: int = _f(1, "random seed of the synthetic response and the noise")
+
+
 @dataclass(frozen=True)
 class AudioConfig:
     input: InputConfig = field(default_factory=InputConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
 
 
 @dataclass(frozen=True)
@@ -275,6 +309,7 @@ class _Loader:
     def __init__(self, name: str) -> None:
         self.name = name
         self.problems: list[str] = []
+        self.explicit: dict[str, yaml.Node] = {}  # key path -> value node, for later checks
 
     def problem(self, node: yaml.Node | None, path: str, text: str) -> None:
         where = f"{self.name}:{node.start_mark.line + 1}" if node is not None else self.name
@@ -308,6 +343,7 @@ class _Loader:
             if key in kwargs:
                 self.problem(key_node, sub, "key given twice")
                 continue
+            self.explicit[sub] = value_node
             kwargs[key] = self.value(hints[key], value_node, sub, fields[key].metadata)
         kwargs = {k: v for k, v in kwargs.items() if v is not _INVALID}
         return cls(**kwargs)
@@ -330,6 +366,8 @@ class _Loader:
             self.problem(node, path, f"expected {_describe(tp, rules)}, got {_show(node)}")
             return _INVALID
         raw = _plain(node)
+        if rules.get("yaml_bool") and isinstance(raw, bool):  # YAML 1.1 reads bare on/off
+            raw = "on" if raw else "off"
         for option in _options(tp):
             ok, val = _coerce(option, raw)
             if ok:
@@ -435,14 +473,47 @@ def parse(text: str, name: str = "config.yaml") -> Config:
 def _cross_checks(cfg: Config, loader: _Loader) -> None:
     for side in ("input", "output"):
         sub = getattr(cfg.audio, side)
-        if sub.backend == "file" and not sub.path:
-            loader.problem(None, f"audio.{side}.path", "required when backend is 'file'")
+        if sub.backend in ("file", "room") and not sub.path:
+            loader.problem(None, f"audio.{side}.path", f"required when backend is '{sub.backend}'")
+    _processing_checks(cfg, loader)
     t = cfg.tuning
     if t.prebuffer_min_ms > t.prebuffer_max_ms:
         loader.problem(None, "tuning.prebuffer_min_ms", "must not exceed tuning.prebuffer_max_ms")
     api = cfg.agent.api_base
     if not api.startswith(("http://", "https://")):
         loader.problem(None, "agent.api_base", f"expected an http(s) URL, got {api!r}")
+
+
+def _processing_checks(cfg: Config, loader: _Loader) -> None:
+    """audio.processing needs its library; the room needs a file output to hear."""
+    import importlib.util
+
+    a = cfg.audio
+    if a.input.backend == "room" and a.output.backend != "file":
+        loader.problem(
+            None, "audio.input.backend", "room needs audio.output.backend: file (what it hears)"
+        )
+    p = a.processing
+    asked = [
+        key
+        for key, on in (
+            ("echo_cancellation", p.echo_cancellation == "on"),
+            ("noise_suppression", p.noise_suppression != "off"),
+            ("auto_gain", p.auto_gain),
+        )
+        if on
+    ]
+    explicit = loader.explicit
+    asked = [k for k in asked if f"audio.processing.{k}" in explicit]
+    if asked and importlib.util.find_spec("pywebrtc_audio") is None:
+        for key in asked:
+            node = explicit[f"audio.processing.{key}"]
+            loader.problem(
+                node,
+                f"audio.processing.{key}",
+                "needs the WebRTC audio processing library: pip install pywebrtc-audio "
+                "(make bootstrap installs it), or set it off",
+            )
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:

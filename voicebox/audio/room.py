@@ -1,0 +1,89 @@
+"""A simulated room: what a microphone next to the speaker would hear, in real time.
+
+The mic hears the user's WAV, plus what the speaker actually played convolved with a room
+impulse response (a delay, then an exponentially decaying tail, at a level relative to the
+speaker), plus noise. `Room` holds the speaker's recent output on the device clock and computes
+each mic block from it (FFT overlap-save, so a 300 ms tail costs little). The file devices that
+use it live in voicebox/audio/files.py (`audio.input.backend: room`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from voicebox.audio.processing import StampedHistory
+
+Samples = npt.NDArray[np.int16]
+
+
+def impulse_response(
+    rate: int,
+    delay_ms: float = 40.0,
+    tail_ms: float = 250.0,
+    echo_db: float = -6.0,
+    seed: int = 1,
+) -> npt.NDArray[np.float64]:
+    """A room: silence for delay_ms, then a decaying noise tail (60 dB down after tail_ms) whose
+    total energy is echo_db relative to the speaker."""
+    rng = np.random.default_rng(seed)
+    d = int(rate * delay_ms / 1000)
+    n = max(1, int(rate * tail_ms / 1000))
+    t = np.arange(n)
+    tail = rng.standard_normal(n) * np.exp(-t * (6.9 / n))
+    tail[0] = abs(tail[0]) + 1.0  # a direct path first
+    h = np.zeros(d + n)
+    h[d:] = tail
+    h *= 10 ** (echo_db / 20) / math.sqrt(float(np.dot(h, h)))
+    return h
+
+
+class Room:
+    """The acoustic path from the speaker to the mic, at one rate.
+
+    `speaker` is written by the output device (what it played and when, on the device clock);
+    `hear(t, user, out)` fills out with the mic signal of the block starting at device time t.
+    """
+
+    def __init__(
+        self,
+        rate: int,
+        ir: npt.NDArray[np.float64],
+        block: int,
+        noise_dbfs: float = -70.0,
+        seed: int = 2,
+    ) -> None:
+        self.rate = rate
+        self.block = block
+        self.ir = ir
+        self.speaker = StampedHistory(rate, max(2.0, 2 * len(ir) / rate + 1.0))
+        self._fft = 1 << math.ceil(math.log2(len(ir) + block))
+        self._h = np.fft.rfft(ir, self._fft)
+        self._past: Samples = np.zeros(self._fft, dtype=np.int16)
+        self._rng = np.random.default_rng(seed)
+        self._noise_rms = 32768.0 * 10 ** (noise_dbfs / 20) if noise_dbfs > -150 else 0.0
+        self.echo_power = 0.0  # EWMA of the echo reaching the mic (bench)
+
+    def echo(self, t: float) -> npt.NDArray[np.float64]:
+        """The speaker's sound reaching the mic during the block starting at device time t."""
+        stamp = self.speaker.stamp()
+        if stamp is None:
+            return np.zeros(self.block)
+        index, when, _ = stamp
+        end = index + round((t - when) * self.rate) + self.block
+        self.speaker.read(end - self._fft, self._past)
+        y = np.fft.irfft(np.fft.rfft(self._past) * self._h, self._fft)
+        tail: npt.NDArray[np.float64] = y[-self.block :]
+        return tail
+
+    def hear(self, t: float, user: Samples, out: Samples) -> None:
+        """The mic block starting at device time t: user + echo + noise, clipped to int16."""
+        mix = self.echo(t)
+        self.echo_power += 0.05 * (float(np.dot(mix, mix)) / len(mix) - self.echo_power)
+        mix = mix + user
+        if self._noise_rms:
+            mix += self._rng.standard_normal(len(mix)) * self._noise_rms
+        np.clip(mix, -32768, 32767, out=mix)
+        out[:] = mix
