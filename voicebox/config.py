@@ -133,10 +133,10 @@ class ProcessingConfig:
     """Capture-path processing (WebRTC: AEC3, noise suppression, AGC2, high-pass)."""
 
     echo_cancellation: Literal["auto", "on", "off"] = _f(
-        "auto", "auto: on when the mic is live while the agent speaks", yaml_bool=True
+        "auto", "auto: on when the mic is live while the agent speaks"
     )
     noise_suppression: Literal["off", "low", "moderate", "high", "very_high"] = _f(
-        "moderate", "off, low, moderate, high or very_high", yaml_bool=True
+        "moderate", "off, low, moderate, high or very_high"
     )
     auto_gain: bool = _f(False, "adaptive digital gain (AGC2) on the processed mic")
     high_pass: bool = _f(True, "high-pass filter (always on under echo cancellation)")
@@ -309,7 +309,7 @@ class _Loader:
     def __init__(self, name: str) -> None:
         self.name = name
         self.problems: list[str] = []
-        self.explicit: dict[str, yaml.Node] = {}  # key path -> value node, for later checks
+        self.nodes: dict[str, yaml.Node] = {}  # key path -> its value's node (for cross-checks)
 
     def problem(self, node: yaml.Node | None, path: str, text: str) -> None:
         where = f"{self.name}:{node.start_mark.line + 1}" if node is not None else self.name
@@ -343,7 +343,7 @@ class _Loader:
             if key in kwargs:
                 self.problem(key_node, sub, "key given twice")
                 continue
-            self.explicit[sub] = value_node
+            self.nodes[sub] = value_node
             kwargs[key] = self.value(hints[key], value_node, sub, fields[key].metadata)
         kwargs = {k: v for k, v in kwargs.items() if v is not _INVALID}
         return cls(**kwargs)
@@ -366,8 +366,6 @@ class _Loader:
             self.problem(node, path, f"expected {_describe(tp, rules)}, got {_show(node)}")
             return _INVALID
         raw = _plain(node)
-        if rules.get("yaml_bool") and isinstance(raw, bool):  # YAML 1.1 reads bare on/off
-            raw = "on" if raw else "off"
         for option in _options(tp):
             ok, val = _coerce(option, raw)
             if ok:
@@ -392,7 +390,10 @@ def _coerce(tp: Any, raw: Any) -> tuple[bool, Any]:
     if tp is type(None):
         return raw is None, None
     if typing.get_origin(tp) is Literal:
-        return raw in typing.get_args(tp), raw
+        words = typing.get_args(tp)
+        if isinstance(raw, bool) and ("on" in words or "off" in words):  # YAML 1.1's bare on/off
+            raw = "on" if raw else "off"
+        return raw in words, raw
     if tp is bool:
         return isinstance(raw, bool), raw
     if tp is int:
@@ -465,6 +466,7 @@ def parse(text: str, name: str = "config.yaml") -> Config:
     loader = _Loader(name)
     cfg = loader.build(Config, root, "")
     _cross_checks(cfg, loader)
+    _processing_checks(cfg, loader)
     if loader.problems:
         raise ConfigError(loader.problems)
     return typing.cast(Config, cfg)
@@ -473,9 +475,8 @@ def parse(text: str, name: str = "config.yaml") -> Config:
 def _cross_checks(cfg: Config, loader: _Loader) -> None:
     for side in ("input", "output"):
         sub = getattr(cfg.audio, side)
-        if sub.backend in ("file", "room") and not sub.path:
-            loader.problem(None, f"audio.{side}.path", f"required when backend is '{sub.backend}'")
-    _processing_checks(cfg, loader)
+        if sub.backend == "file" and not sub.path:
+            loader.problem(None, f"audio.{side}.path", "required when backend is 'file'")
     t = cfg.tuning
     if t.prebuffer_min_ms > t.prebuffer_max_ms:
         loader.problem(None, "tuning.prebuffer_min_ms", "must not exceed tuning.prebuffer_max_ms")
@@ -489,10 +490,14 @@ def _processing_checks(cfg: Config, loader: _Loader) -> None:
     import importlib.util
 
     a = cfg.audio
-    if a.input.backend == "room" and a.output.backend != "file":
-        loader.problem(
-            None, "audio.input.backend", "room needs audio.output.backend: file (what it hears)"
-        )
+    nodes = loader.nodes
+    if a.input.backend == "room":
+        where = nodes.get("audio.input.backend")
+        if not a.input.path:
+            loader.problem(where, "audio.input.path", "required when backend is 'room'")
+        if a.output.backend != "file":
+            text = "room needs audio.output.backend: file (what it hears)"
+            loader.problem(where, "audio.input.backend", text)
     p = a.processing
     asked = [
         key
@@ -503,11 +508,10 @@ def _processing_checks(cfg: Config, loader: _Loader) -> None:
         )
         if on
     ]
-    explicit = loader.explicit
-    asked = [k for k in asked if f"audio.processing.{k}" in explicit]
+    asked = [k for k in asked if f"audio.processing.{k}" in nodes]
     if asked and importlib.util.find_spec("pywebrtc_audio") is None:
         for key in asked:
-            node = explicit[f"audio.processing.{key}"]
+            node = nodes[f"audio.processing.{key}"]
             loader.problem(
                 node,
                 f"audio.processing.{key}",

@@ -7,6 +7,7 @@ ring in `fill()`, applies the volume in place and writes silence when there is n
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voicebox.audio.formats import PCM_16000, AudioFormat, decode
+from voicebox.audio.processing import StampedHistory
 from voicebox.audio.resample import StreamResampler
 from voicebox.audio.ring import SampleRing
 
@@ -49,6 +51,9 @@ class Playback:
         self._resampler = StreamResampler(self._fmt.rate, rate)
         self._carry = b""
         self.on_finished: Callable[[], None] | None = None  # device thread, once per reply
+        # what fill() handed the device and when it reaches the DAC: the echo canceller's
+        # reference (None when nothing listens)
+        self.reference: StampedHistory | None = None
 
     def _samples(self, ms: int) -> int:
         return max(1, self.rate * ms // 1000)
@@ -130,8 +135,11 @@ class Playback:
 
     # --- device thread ------------------------------------------------------------------------
 
-    def fill(self, out: npt.NDArray[np.int16]) -> None:
-        """Fill one device period: ring samples while a reply flows, silence otherwise."""
+    def fill(
+        self, out: npt.NDArray[np.int16], dac_time: float = math.nan, now: float = math.nan
+    ) -> None:
+        """Fill one device period: ring samples while a reply flows, silence otherwise.
+        dac_time: when its first sample reaches the DAC; now: the callback's time (same clock)."""
         self.callbacks += 1
         frames = len(out)
         n = 0
@@ -155,6 +163,8 @@ class Playback:
             out[n:] = 0
         if n and self._gain != UNITY:
             self._scale(out[:n])
+        if self.reference is not None and dac_time == dac_time:  # not NaN
+            self.reference.write(out, dac_time, now)
         if finished and self.on_finished is not None:
             self.on_finished()
 

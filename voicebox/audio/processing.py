@@ -104,7 +104,7 @@ class StampedHistory:
 
     def __init__(self, rate: int, seconds: float = HISTORY_S) -> None:
         self.rate = rate
-        self._buf: Samples = np.zeros(max(1, int(rate * seconds)), dtype=np.int16)
+        self._buf: Samples = np.zeros(max(0, int(rate * seconds)), dtype=np.int16)  # 0: stamps only
         self._lock = threading.Lock()
         self.total = 0
         # newest stamp: [index, device time, |device time - callback time|]; NaN until the first
@@ -122,7 +122,9 @@ class StampedHistory:
         cap = len(self._buf)
         with self._lock:
             index = self.total
-            if n >= cap:
+            if cap == 0:
+                pass
+            elif n >= cap:
                 self._buf[:] = block[n - cap :]
                 start = 0
             else:
@@ -151,7 +153,7 @@ class StampedHistory:
         with self._lock:
             lo = max(start, self.total - cap)
             hi = min(start + n, self.total)
-            if hi <= lo:
+            if hi <= lo or cap == 0:
                 out[:] = 0
                 return 0
             out[: lo - start] = 0
@@ -208,6 +210,7 @@ class CaptureProcessor:
         reference: StampedHistory | None,
         clock: Any = time.thread_time,
     ) -> None:
+        self.rate = RATE
         self.settings = settings
         self.mic = mic
         self.reference = reference if settings.echo_cancellation else None
