@@ -21,12 +21,15 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from voicebox.audio.resample import StreamResampler
+
+if TYPE_CHECKING:
+    from voicebox.config import Config
 
 Samples = npt.NDArray[np.int16]
 
@@ -56,6 +59,15 @@ def echo_cancellation_wanted(setting: str, mode: str, button_mode: str) -> bool:
     if setting in ("on", "off"):
         return setting == "on"
     return mode == "always_on" or button_mode == "toggle"
+
+
+def processing_settings(cfg: Config) -> ProcessingSettings:
+    """audio.processing resolved against the conversation mode and the button."""
+    p = cfg.audio.processing
+    echo = echo_cancellation_wanted(
+        p.echo_cancellation, cfg.conversation.mode, cfg.gpio.button.mode
+    )
+    return ProcessingSettings(echo, p.noise_suppression, p.auto_gain, p.high_pass)
 
 
 @dataclass(frozen=True)
@@ -189,9 +201,11 @@ def _apm(settings: ProcessingSettings) -> Any:
     )
 
 
-def _power(x: npt.NDArray[Any]) -> float:
-    f = x.astype(np.float64)
-    return float(np.dot(f, f)) / max(1, len(f))
+def _frame_powers(x: Samples, frames: int) -> list[float]:
+    """Mean square of each 10 ms frame."""
+    f = x[: frames * FRAME].astype(np.float64).reshape(frames, FRAME)
+    powers: list[float] = np.einsum("ij,ij->i", f, f).tolist()
+    return [p / FRAME for p in powers]
 
 
 ACTIVE_POWER = (32768.0 * 10 ** (ACTIVE_DBFS / 20)) ** 2
@@ -293,6 +307,13 @@ class CaptureProcessor:
     def process(self, block: Samples, mic_index: int) -> Samples:
         """Process one mic block (device rate) whose first sample has index mic_index; returns
         the processed audio at RATE so far (whole 10 ms frames; the rest waits)."""
+        t = self._clock()
+        try:
+            return self._process(block, mic_index)
+        finally:
+            self.stats.cpu_s += self._clock() - t
+
+    def _process(self, block: Samples, mic_index: int) -> Samples:
         epochs = (self.mic.epoch, self.reference.epoch if self.reference else 0)
         if epochs != self._epochs:
             self._epochs = epochs
@@ -312,9 +333,7 @@ class CaptureProcessor:
             return np.zeros(0, dtype=np.int16)
         near_frames = self._near[:whole]
         far_frames = self._far[:whole] if self.reference is not None else None
-        t = self._clock()
         out: Samples = self._apm.process(near_frames, far_frames)
-        self.stats.cpu_s += self._clock() - t
         self._meter(near_frames, far_frames, out)
         self._near = self._near[whole:].copy()
         if self.reference is not None:
@@ -330,14 +349,14 @@ class CaptureProcessor:
             self._audio_s += frames * FRAME / RATE
             return
         alpha = 1.0 - math.exp(-(FRAME / RATE) / ERLE_TAU_S)
-        for i in range(frames):
-            s = slice(i * FRAME, (i + 1) * FRAME)
+        powers = [_frame_powers(x, frames) for x in (far, near, out)]
+        for p_far, p_near, p_out in zip(*powers, strict=True):
             self._audio_s += FRAME / RATE
-            if _power(far[s]) >= ACTIVE_POWER:
+            if p_far >= ACTIVE_POWER:
                 self._active_until = self._audio_s + ACTIVE_HOLD_S
             if self._audio_s <= self._active_until:
-                self._mic_e += alpha * (_power(near[s]) - self._mic_e)
-                self._out_e += alpha * (_power(out[s]) - self._out_e)
+                self._mic_e += alpha * (p_near - self._mic_e)
+                self._out_e += alpha * (p_out - self._out_e)
                 self._active_frames += 1
 
     def reset(self) -> None:

@@ -10,11 +10,16 @@ use it live in voicebox/audio/files.py (`audio.input.backend: room`).
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from voicebox.audio.capture import Capture
+from voicebox.audio.files import FileSink, PeriodClock, WavWriter, _Paced, read_wav_mono
+from voicebox.audio.playback import Playback
 from voicebox.audio.processing import StampedHistory
+from voicebox.config import RoomConfig
 
 Samples = npt.NDArray[np.int16]
 
@@ -65,6 +70,7 @@ class Room:
         self._rng = np.random.default_rng(seed)
         self._noise_rms = 32768.0 * 10 ** (noise_dbfs / 20) if noise_dbfs > -150 else 0.0
         self.echo_power = 0.0  # EWMA of the echo reaching the mic (bench)
+        self.user: _Reader = ArrayReader(np.zeros(0, dtype=np.int16), rate)  # the user's WAV
 
     def echo(self, t: float) -> npt.NDArray[np.float64]:
         """The speaker's sound reaching the mic during the block starting at device time t."""
@@ -87,3 +93,96 @@ class Room:
             mix += self._rng.standard_normal(len(mix)) * self._noise_rms
         np.clip(mix, -32768, 32767, out=mix)
         out[:] = mix
+
+
+def build_room(cfg: RoomConfig, rate: int, block: int) -> Room:
+    """The room audio.input.room describes (its impulse response WAV, or a synthetic one)."""
+    if cfg.impulse_response:
+        samples, _ = read_wav_mono(cfg.impulse_response, rate)
+        ir = samples.astype(np.float64) / 32768.0
+    else:
+        ir = impulse_response(rate, cfg.delay_ms, cfg.tail_ms, cfg.echo_db, cfg.seed)
+    return Room(rate, ir, block, cfg.noise_dbfs, cfg.seed + 1)
+
+
+class _Reader(Protocol):
+    nframes: int
+
+    def read_into(self, out: Samples) -> int: ...
+    def rewind(self) -> None: ...
+
+
+class ArrayReader:
+    """Samples in memory read like a WAV reader (bench and tests)."""
+
+    def __init__(self, samples: Samples, rate: int) -> None:
+        self.samples = samples
+        self.rate = rate
+        self.nframes = len(samples)
+        self.pos = 0
+
+    def read_into(self, out: Samples) -> int:
+        n = min(len(out), self.nframes - self.pos)
+        out[:n] = self.samples[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+    def close(self) -> None:
+        pass
+
+
+class RoomSink(FileSink):
+    """The file output, whose every period also sounds in the room (same DAC stamps)."""
+
+    def __init__(
+        self,
+        playback: Playback,
+        writer: WavWriter,
+        block_ms: int,
+        room: Room,
+        clock: PeriodClock | None = None,
+    ) -> None:
+        super().__init__(playback, writer, block_ms, clock)
+        self.room = room
+
+    def step(self) -> None:
+        super().step()
+        self.room.speaker.write(self._buf, self.tick_time + 2 * self.clock.period, self.tick_time)
+
+
+class RoomSource(_Paced):
+    """The mic in the room: the user's WAV (then silence, or again with loop) plus the echo of
+    what the RoomSink played, plus noise, one period at a time."""
+
+    def __init__(
+        self,
+        capture: Capture,
+        reader: _Reader,
+        room: Room,
+        loop: bool = False,
+        clock: PeriodClock | None = None,
+    ) -> None:
+        self.block = room.block
+        super().__init__("voicebox-room-input", room.block / room.rate, clock)
+        self.capture = capture
+        self.reader = reader
+        self.room = room
+        self.loop = loop
+        self._user: Samples = np.zeros(self.block, dtype=np.int16)
+        self._buf: Samples = np.zeros(self.block, dtype=np.int16)
+
+    def step(self) -> None:
+        n = self.reader.read_into(self._user)
+        while n < self.block and self.loop and self.reader.nframes:
+            self.reader.rewind()
+            got = self.reader.read_into(self._user[n:])
+            if got == 0:
+                break
+            n += got
+        self._user[n:] = 0
+        adc = self.tick_time - self.clock.period  # the block was heard over the last period
+        self.room.hear(adc, self._user, self._buf)
+        self.capture.on_block(self._buf, False, adc, self.tick_time)
