@@ -41,7 +41,8 @@ SLEW_MS = 0.5  # smaller offsets are walked back one sample per block (clock dri
 HISTORY_S = 2.0  # reference kept on the device side
 ACTIVE_DBFS = -50.0  # reference above this: the agent is audible
 ACTIVE_HOLD_S = 0.3  # the room's tail keeps echoing this long after the reference stops
-ERLE_TAU_S = 4.0  # ERLE is measured over about this much agent speech
+ERLE_FRAMES = 500  # ERLE: the median over the last 5 s of frames with the agent audible
+ERLE_CAP_DB = 60.0  # a frame suppressed to nothing counts as this much
 NS_LEVELS = {"low": 0, "moderate": 1, "high": 2, "very_high": 3}
 LIBRARY = "pywebrtc-audio"
 _MODULE = "pywebrtc_audio"
@@ -242,8 +243,7 @@ class CaptureProcessor:
         # meters
         self._active_until = -1.0  # audio time (s) until which the agent counts as audible
         self._audio_s = 0.0
-        self._mic_e = 0.0
-        self._out_e = 0.0
+        self._erle = np.full(ERLE_FRAMES, np.nan)  # per-frame dB, a ring
         self._active_frames = 0
         self._delay_ms: float | None = None
         self.stats = ProcessingStats(
@@ -348,15 +348,16 @@ class CaptureProcessor:
         if far is None:
             self._audio_s += frames * FRAME / RATE
             return
-        alpha = 1.0 - math.exp(-(FRAME / RATE) / ERLE_TAU_S)
         powers = [_frame_powers(x, frames) for x in (far, near, out)]
         for p_far, p_near, p_out in zip(*powers, strict=True):
             self._audio_s += FRAME / RATE
             if p_far >= ACTIVE_POWER:
                 self._active_until = self._audio_s + ACTIVE_HOLD_S
-            if self._audio_s <= self._active_until:
-                self._mic_e += alpha * (p_near - self._mic_e)
-                self._out_e += alpha * (p_out - self._out_e)
+            if self._audio_s <= self._active_until and p_near >= ACTIVE_POWER:
+                # the median over many frames: the user talking over the agent (double talk,
+                # little "enhancement") is a minority of them and does not drag it down
+                erle = 10 * math.log10((p_near + 1.0) / (p_out + 1.0))
+                self._erle[self._active_frames % ERLE_FRAMES] = min(ERLE_CAP_DB, erle)
                 self._active_frames += 1
 
     def reset(self) -> None:
@@ -375,8 +376,6 @@ class CaptureProcessor:
         elapsed = max(1e-9, time.monotonic() - self._t0)
         s.cpu_percent = round(100.0 * s.cpu_s / elapsed, 3)
         s.delay_ms = None if self._delay_ms is None else round(self._delay_ms, 1)
-        if self._active_frames >= 100 and self._out_e > 0:  # a second of agent speech
-            s.erle_db = round(10 * math.log10(max(self._mic_e, 1e-9) / self._out_e), 1)
-        elif self._active_frames >= 100:
-            s.erle_db = 99.0
+        if self._active_frames >= 100:  # a second of echo heard
+            s.erle_db = round(float(np.nanmedian(self._erle)), 1)
         return ProcessingStats(**vars(s))
