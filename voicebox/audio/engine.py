@@ -368,6 +368,23 @@ class AudioEngine:
         await self._close_devices()
         if self._writer is not None:
             self._writer.close()
+        self._log_processing_summary()
+
+    def _log_processing_summary(self) -> None:
+        """What the processing achieved over the run (once, at stop)."""
+        processor, self._processor = self._processor, None
+        if processor is not None:
+            ps = processor.snapshot()
+            event(
+                log,
+                "audio.processing_summary",
+                erle_db=ps.erle_db,
+                echo_delay_ms=ps.delay_ms,
+                cpu_percent=ps.cpu_percent,
+                cpu_s=round(ps.cpu_s, 3),
+                resyncs=ps.resyncs,
+                resets=ps.resets,
+            )
 
     def _room(self, rate: int) -> Room:
         """audio.input.backend room: the input WAV heard in the simulated room."""
