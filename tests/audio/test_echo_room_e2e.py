@@ -62,6 +62,9 @@ class Voice:
     def rewind(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
 
 @dataclass
 class Room:
@@ -164,6 +167,9 @@ async def test_with_processing_no_self_interruption_and_voice_barges_in(tmp_path
         await r.agent_quiet()
         await asyncio.sleep(2.0)
         stats = r.engine.stats()
+        source = r.engine._input
+        assert isinstance(source, RoomSource)
+        print("room waits", source.room.waits, r.engine._processor.snapshot())  # type: ignore[union-attr]
     assert len(r.conn.interruptions) == 2  # the two barge-ins, nothing else
     assert len(r.conn.turns) == 3 and all(0.6 <= d <= 1.8 for d in r.conn.turns), r.conn.turns
     assert len(r.conn.agent_responses) == 4

@@ -160,3 +160,25 @@ def test_duration_cap_is_immediate_and_not_a_quick_failure() -> None:
     for _ in range(5):
         d = policy.session_ended(SessionEnd(D, "cap"), 1.0)
         assert d.delay_s == 0.0 and not d.degraded
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_no_decision_delay_is_ever_non_finite(bad: float) -> None:
+    """asyncio.timeout(nan) never fires: whatever the settings or the server's Retry-After say,
+    the policy hands out finite, non-negative delays."""
+    cfg = ReconnectConfig(initial_s=bad, max_s=bad, degraded_s=bad, quick_failure_s=bad)
+    policy = ReconnectPolicy(cfg, random.Random(4))
+    ends = [
+        TRANSIENT,
+        SessionEnd(T, "overloaded", retry_after_s=bad),
+        SessionEnd(C, "quota", retry_after_s=bad),
+        TRANSIENT,
+        SessionEnd(D, "cap", retry_after_s=bad),
+        SessionEnd(N, "close 1000", retry_after_s=bad),
+    ]
+    delays = [
+        policy.session_ended(end, lifetime).delay_s for end in ends for lifetime in (None, 1.0)
+    ]
+    delays += [policy.backoff_s(n) for n in range(70)]
+    assert all(0.0 <= d < float("inf") for d in delays), delays
+    assert policy.session_ended(SessionEnd(C, "quota"), None).delay_s == 300.0  # the default

@@ -39,6 +39,7 @@ MARGIN_MS = 5.0  # the reference is taken this much early, so stamp jitter never
 RESYNC_MS = 4.0  # a stamp-derived offset further off than this re-aligns at once
 SLEW_MS = 0.5  # smaller offsets are walked back one sample per block (clock drift)
 HISTORY_S = 2.0  # reference kept on the device side
+HOLD_S = 0.1  # a mic block waits at most this long for its reference (a late output thread)
 ACTIVE_DBFS = -50.0  # reference above this: the agent is audible
 ACTIVE_HOLD_S = 0.3  # the room's tail keeps echoing this long after the reference stops
 ERLE_FRAMES = 500  # ERLE: the median over the last 5 s of frames with the agent audible
@@ -105,6 +106,7 @@ class ProcessingStats:
     frames: int = 0
     resyncs: int = 0  # the stamps moved the reference span (reopen, latency change, drift)
     resets: int = 0
+    holds: int = 0  # mic blocks held back until the output had written their reference
 
 
 class StampedHistory:
@@ -239,6 +241,7 @@ class CaptureProcessor:
         self._ref_frac = 0.0
         self._epochs = (mic.epoch, reference.epoch if reference else 0)
         self._ref_block: Samples = np.zeros(4096, dtype=np.int16)
+        self._held: tuple[Samples, int] | None = None
         self._t0 = time.monotonic()
         # meters
         self._active_until = -1.0  # audio time (s) until which the agent counts as audible
@@ -309,9 +312,27 @@ class CaptureProcessor:
         the processed audio at RATE so far (whole 10 ms frames; the rest waits)."""
         t = self._clock()
         try:
+            if self._held is not None:  # the mic held back last time comes first
+                held, held_index = self._held
+                self._held = None
+                block, mic_index = np.concatenate((held, block)), held_index
+            if not self._reference_ready(mic_index + len(block)) and (
+                len(block) < HOLD_S * self.mic.rate
+            ):
+                self._held = (block.copy(), mic_index)
+                self.stats.holds += 1
+                return np.zeros(0, dtype=np.int16)
             return self._process(block, mic_index)
         finally:
             self.stats.cpu_s += self._clock() - t
+
+    def _reference_ready(self, mic_end: int) -> bool:
+        """Has the output written the reference up to mic sample mic_end? (It runs ahead of the
+        mic by its latency, but a late output thread must not make the reference a gap.)"""
+        if self.reference is None:
+            return True
+        end = self.reference_start(mic_end)
+        return end is None or self.reference.total >= math.ceil(end)
 
     def _process(self, block: Samples, mic_index: int) -> Samples:
         epochs = (self.mic.epoch, self.reference.epoch if self.reference else 0)

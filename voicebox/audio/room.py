@@ -10,6 +10,7 @@ use it live in voicebox/audio/files.py (`audio.input.backend: room`).
 from __future__ import annotations
 
 import math
+import threading
 from typing import Protocol
 
 import numpy as np
@@ -70,7 +71,25 @@ class Room:
         self._rng = np.random.default_rng(seed)
         self._noise_rms = 32768.0 * 10 ** (noise_dbfs / 20) if noise_dbfs > -150 else 0.0
         self.echo_power = 0.0  # EWMA of the echo reaching the mic (bench)
-        self.user: _Reader = ArrayReader(np.zeros(0, dtype=np.int16), rate)  # the user's WAV
+        nonzero = np.flatnonzero(ir)
+        self._lead = int(nonzero[0]) if len(nonzero) else len(ir)  # samples before any echo
+        self._played = threading.Condition()
+        self.waits = 0  # mic blocks that waited for the speaker thread (a loaded machine)
+
+    def play(self, block: Samples, dac_time: float, now: float) -> None:
+        """The speaker played `block` from dac_time on (its device thread)."""
+        self.speaker.write(block, dac_time, now)
+        with self._played:
+            self._played.notify_all()
+
+    def _wait_for(self, index: int, timeout: float) -> None:
+        """Sound is causal: a mic block is not heard before the speaker played what it echoes
+        (the speaker thread may run late on a loaded machine)."""
+        with self._played:
+            if self.speaker.total > index:
+                return
+            self.waits += 1
+            self._played.wait_for(lambda: self.speaker.total > index, timeout)
 
     def echo(self, t: float) -> npt.NDArray[np.float64]:
         """The speaker's sound reaching the mic during the block starting at device time t."""
@@ -79,6 +98,8 @@ class Room:
             return np.zeros(self.block)
         index, when, _ = stamp
         end = index + round((t - when) * self.rate) + self.block
+        if end - self._lead - 1 >= self.speaker.total:
+            self._wait_for(end - self._lead - 1, 0.5)
         self.speaker.read(end - self._fft, self._past)
         y = np.fft.irfft(np.fft.rfft(self._past) * self._h, self._fft)
         tail: npt.NDArray[np.float64] = y[-self.block :]
@@ -110,6 +131,7 @@ class _Reader(Protocol):
 
     def read_into(self, out: Samples) -> int: ...
     def rewind(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class ArrayReader:
@@ -150,7 +172,7 @@ class RoomSink(FileSink):
 
     def step(self) -> None:
         super().step()
-        self.room.speaker.write(self._buf, self.tick_time + 2 * self.clock.period, self.tick_time)
+        self.room.play(self._buf, self.tick_time + 2 * self.clock.period, self.tick_time)
 
 
 class RoomSource(_Paced):
@@ -186,3 +208,8 @@ class RoomSource(_Paced):
         adc = self.tick_time - self.clock.period  # the block was heard over the last period
         self.room.hear(adc, self._user, self._buf)
         self.capture.on_block(self._buf, False, adc, self.tick_time)
+
+    def release(self) -> None:
+        """Close the user's WAV (the engine's stop)."""
+        self.close()
+        self.reader.close()
