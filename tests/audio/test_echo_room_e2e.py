@@ -148,29 +148,27 @@ async def test_with_processing_no_self_interruption_and_voice_barges_in(tmp_path
         assert r.conn.interruptions == [] and r.conn.turns == []
         # the user barges in over it: heard as an interruption, then as a turn
         r.voice.say(1.0)
-        await r.until(lambda: len(r.conn.interruptions) == 1)
-        await r.until(lambda: len(r.conn.turns) == 1)
+        await r.until(lambda: len(r.conn.interruptions) >= 1)
+        await r.until(lambda: len(r.conn.turns) >= 1)
         # and again over the reply to that
         await r.agent_speaking()
         await asyncio.sleep(0.5)
         r.voice.say(1.0)
-        await r.until(lambda: len(r.conn.interruptions) == 2)
-        await r.until(lambda: len(r.conn.turns) == 2)
+        await r.until(lambda: len(r.conn.interruptions) >= 2)
+        await r.until(lambda: len(r.conn.turns) >= 2)
         # the reply to the second turn plays out whole, and is not answered
         await r.agent_speaking()
         await r.agent_quiet()
         await asyncio.sleep(2.0)
         # a turn taken in a pause gets a reply that plays out whole too
         r.voice.say(1.0)
-        await r.until(lambda: len(r.conn.turns) == 3)
+        await r.until(lambda: len(r.conn.turns) >= 3)
         await r.agent_speaking()
         await r.agent_quiet()
         await asyncio.sleep(2.0)
         stats = r.engine.stats()
-        source = r.engine._input
-        assert isinstance(source, RoomSource)
-        print("room waits", source.room.waits, r.engine._processor.snapshot())  # type: ignore[union-attr]
-    assert len(r.conn.interruptions) == 2  # the two barge-ins, nothing else
+    happened = (r.conn.interruptions, r.conn.turns, stats)
+    assert len(r.conn.interruptions) == 2, happened  # the two barge-ins, nothing else
     assert len(r.conn.turns) == 3 and all(0.6 <= d <= 1.8 for d in r.conn.turns), r.conn.turns
     assert len(r.conn.agent_responses) == 4
     assert stats.processing and stats.echo_cancellation
