@@ -185,6 +185,7 @@ class Daemon:
         self.supervisor.update_config(new)
         self.announcer.update_config(new)
         self.audio.set_volume(new.audio.output.volume)
+        self.audio.set_processing(processing_settings(new))
         self._apply_gpio(new)
         self.tuner = Tuner(new, self.env)
         self._apply_tuning(self._initial_tuning())

@@ -117,3 +117,44 @@ def test_auto_resolves_from_the_conversation_mode(
     setting: str, mode: str, button: str, on: bool
 ) -> None:
     assert echo_cancellation_wanted(setting, mode, button) is on
+
+
+@pytest.mark.asyncio
+async def test_engine_applies_new_processing_settings_on_reload(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import wave
+
+    from voicebox.audio.engine import AudioEngine
+    from voicebox.config import AudioConfig, InputConfig, OutputConfig
+
+    with wave.open(str(tmp_path / "in.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(b"\0\0" * RATE)
+    cfg = AudioConfig(
+        InputConfig(backend="room", path=str(tmp_path / "in.wav")),
+        OutputConfig(backend="file", path=str(tmp_path / "out.wav")),
+    )
+    engine = AudioEngine(cfg, processing=ProcessingSettings(echo_cancellation=False))
+    chunks: list[np.ndarray] = []  # type: ignore[type-arg]
+    more = asyncio.Event()
+
+    def on_chunk(chunk: np.ndarray) -> None:  # type: ignore[type-arg]
+        chunks.append(chunk)
+        more.set()
+
+    await engine.start(on_chunk)
+    try:
+        await asyncio.sleep(0.2)
+        assert engine.stats().processing and not engine.stats().echo_cancellation
+        engine.set_processing(ProcessingSettings(echo_cancellation=True))
+        assert engine._playback is not None and engine._playback.reference is not None
+        for _ in range(10):  # ten chunks through the new processor
+            more.clear()
+            await asyncio.wait_for(more.wait(), 5)
+        assert engine.stats().echo_cancellation
+        engine.set_processing(None)
+        assert not engine.stats().processing and engine._playback.reference is None
+    finally:
+        await engine.stop()

@@ -468,6 +468,18 @@ class AudioEngine:
             raise AudioDeviceError(f"audio.input.path {icfg.path!r}: {exc}") from exc
         return room, reader
 
+    def set_processing(self, settings: ProcessingSettings | None) -> None:
+        """New processing settings (a reload): a fresh processor from the next mic block."""
+        if settings == self._processing:
+            return
+        self._processing = settings
+        self._log_processing_summary()
+        capture, playback = self._capture, self._playback
+        if capture is not None and playback is not None:
+            capture.set_processor(None)
+            playback.reference = None
+            self._setup_processing(capture, playback)
+
     def _setup_processing(self, capture: Capture, playback: Playback) -> None:
         """Put the processor in the capture path, fed by what the playback hands the device."""
         settings = self._processing

@@ -165,8 +165,9 @@ class Playback:
             out[n:] = 0
         if n and self._gain != UNITY:
             self._scale(out[:n])
-        if self.reference is not None and dac_time == dac_time:  # not NaN
-            self.reference.write(out, dac_time, now)
+        reference = self.reference  # read once: the loop may swap it (a reload)
+        if reference is not None and dac_time == dac_time:  # not NaN
+            reference.write(out, dac_time, now)
         if finished and self.on_finished is not None:
             self.on_finished()
 
