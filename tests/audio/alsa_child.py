@@ -196,6 +196,7 @@ async def reference(tmp: Path) -> dict[str, object]:
     assert capture is not None and playback is not None and processor is not None
     ref = playback.reference
     assert ref is not None
+    await engine.stop()  # these PCMs run unpaced: look once both streams have stopped
     mic_stamp, ref_stamp = capture.stamps.stamp(), ref.stamp()
     held = np.zeros(min(ref.total, ref.capacity), dtype=np.int16)
     start = ref.total - len(held)
@@ -203,7 +204,6 @@ async def reference(tmp: Path) -> dict[str, object]:
     mic_index = capture.stamps.total - 1
     chosen = processor.reference_start(mic_index)
     stats = processor.snapshot()
-    await engine.stop()
     np.save(tmp / "reference.npy", held)
     return {
         "drained": drained,
