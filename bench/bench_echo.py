@@ -37,12 +37,14 @@ class RoomSpec:
     delay_ms: float
     tail_ms: float
     echo_db: float
+    direct_db: float | None  # direct path vs reverberant tail; None: tail only
 
 
 ROOMS = (
-    RoomSpec("small", 10.0, 150.0, -12.0),
-    RoomSpec("large", 60.0, 400.0, -6.0),
-    RoomSpec("loud", 30.0, 250.0, 0.0),
+    RoomSpec("small", 10.0, 150.0, -12.0, 10.0),
+    RoomSpec("large", 60.0, 400.0, -6.0, 0.0),
+    RoomSpec("loud", 30.0, 250.0, 0.0, 6.0),
+    RoomSpec("reverberant (tail only)", 40.0, 250.0, -6.0, None),
 )
 
 
@@ -156,6 +158,10 @@ def plot(room: RoomSpec, far: Any, mic: Any, out: Any, start_s: float, seconds: 
     return path
 
 
+def _direct(room: RoomSpec) -> str:
+    return "tail only" if room.direct_db is None else f"{room.direct_db:+.0f} dB"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1 minute per room instead of 3")
@@ -166,7 +172,12 @@ def main() -> int:
     for i, room in enumerate(ROOMS):
         far, near, bursts = agent_and_user(minutes, seed=i)
         agent_minutes = float(np.count_nonzero(np.abs(far) > 0)) / RATE / 60
-        common = {"delay_ms": room.delay_ms, "tail_ms": room.tail_ms, "echo_db": room.echo_db}
+        common = {
+            "delay_ms": room.delay_ms,
+            "tail_ms": room.tail_ms,
+            "echo_db": room.echo_db,
+            "direct_db": room.direct_db,
+        }
         # ERLE: far end only, after 10 s of convergence
         solo = run_room(far, None, **common)  # type: ignore[arg-type]
         skip = 10 * RATE
@@ -186,19 +197,29 @@ def main() -> int:
     rss_added = rss_added_mb()
     print("# Echo cancellation in simulated rooms (WebRTC AEC3 via pywebrtc-audio, 16 kHz)")
     print()
-    print(
-        "| room (delay, tail, echo) | ERLE far end only | self-interruptions / 10 min agent "
-        "speech: off / on / SDK | barge-ins detected: on (off) | processing CPU per minute "
-        "| share of one core | status ERLE |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    header = [
+        "room (delay, tail, echo, direct/tail)",
+        "ERLE far end only",
+        "self-interruptions / 10 min agent speech: off / on / SDK",
+        "barge-ins detected: on (off)",
+        "processing CPU per minute",
+        "share of one core",
+        "status ERLE",
+    ]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     for room, erle, off_rate, on_rate, on_detect, off_detect, cpu, status_erle in rows:
-        print(
-            f"| {room.name} ({room.delay_ms:.0f} ms, {room.tail_ms:.0f} ms, "
-            f"{room.echo_db:+.0f} dB) | {erle:.1f} dB | {off_rate:.0f} / {on_rate:.0f} / "
-            f"{off_rate:.0f} | {100 * on_detect:.0f} % ({100 * off_detect:.0f} %) | "
-            f"{cpu:.2f} s | {100 * cpu / 60:.2f} % | {status_erle} dB |"
-        )
+        cells = [
+            f"{room.name} ({room.delay_ms:.0f} ms, {room.tail_ms:.0f} ms, "
+            f"{room.echo_db:+.0f} dB, {_direct(room)})",
+            f"{erle:.1f} dB",
+            f"{off_rate:.0f} / {on_rate:.0f} / {off_rate:.0f}",
+            f"{100 * on_detect:.0f} % ({100 * off_detect:.0f} %)",
+            f"{cpu:.2f} s",
+            f"{100 * cpu / 60:.2f} %",
+            f"{status_erle} dB",
+        ]
+        print("| " + " | ".join(cells) + " |")
     print()
     print(
         f"- {minutes:g} min of audio per room; targets: ERLE >= 30 dB (small), 0 "

@@ -152,6 +152,9 @@ class RoomConfig:
     delay_ms: float = _f(40.0, "speaker-to-mic delay", ge=0, le=500)
     tail_ms: float = _f(250.0, "reverberation: 60 dB down after this long", gt=0, le=2000)
     echo_db: float = _f(-6.0, "echo level relative to the speaker", ge=-60, le=12)
+    direct_db: float | None = _f(
+        10.0, "direct path energy relative to the reverberant tail; null: tail only", ge=-40, le=40
+    )
     noise_dbfs: float = _f(-70.0, "background noise level", le=0)
     impulse_response: str | None = _f(None, "a mono WAV impulse response instead of the above")
     seed: int = _f(1, "random seed of the synthetic response and the noise")

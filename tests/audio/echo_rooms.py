@@ -53,6 +53,7 @@ def run_room(
     delay_ms: float = 40.0,
     tail_ms: float = 250.0,
     echo_db: float = -6.0,
+    direct_db: float | None = None,
     noise: float = 20.0,
     settings: ProcessingSettings | None = None,
     delay_jump_at_s: float | None = None,
@@ -65,14 +66,14 @@ def run_room(
     """Play `far` through a room into the mic (with `near` the user's voice) and process it."""
     rate = RATE
     n = len(far)
-    h = impulse_response(rate, delay_ms, tail_ms, echo_db, seed=seed)
+    h = impulse_response(rate, delay_ms, tail_ms, echo_db, seed=seed, direct_db=direct_db)
     dac0 = out_latency + in_latency + 0.011  # the speaker starts a little after the mic
     shift = round(dac0 * rate)  # mic index of the speaker's sample 0 at the DAC
     played = np.zeros(n + shift)
     played[shift:] = far
     echo = np.convolve(played, h)[: n + shift][:n]
     if delay_jump_at_s is not None:
-        h2 = impulse_response(rate, delay_ms + jump_ms, tail_ms, echo_db, seed=seed)
+        h2 = impulse_response(rate, delay_ms + jump_ms, tail_ms, echo_db, seed, direct_db)
         echo2 = np.convolve(played, h2)[:n]
         at = int(delay_jump_at_s * rate)
         echo[at:] = echo2[at:]

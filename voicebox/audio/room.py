@@ -31,15 +31,23 @@ def impulse_response(
     tail_ms: float = 250.0,
     echo_db: float = -6.0,
     seed: int = 1,
+    direct_db: float | None = None,
 ) -> npt.NDArray[np.float64]:
-    """A room: silence for delay_ms, then a decaying noise tail (60 dB down after tail_ms) whose
-    total energy is echo_db relative to the speaker."""
+    """A room: silence for delay_ms, then the direct path and a decaying noise tail (60 dB down
+    after tail_ms), in all echo_db relative to the speaker. direct_db: the direct path's energy
+    relative to the tail's (a speaker beside the mic in one box: well above 0); None: a tail
+    only (a far, reverberant path, the harshest case)."""
     rng = np.random.default_rng(seed)
     d = int(rate * delay_ms / 1000)
     n = max(1, int(rate * tail_ms / 1000))
     t = np.arange(n)
     tail = rng.standard_normal(n) * np.exp(-t * (6.9 / n))
-    tail[0] = abs(tail[0]) + 1.0  # a direct path first
+    if direct_db is None:
+        tail[0] = abs(tail[0]) + 1.0  # a small direct path first
+    else:
+        tail[0] = 0.0
+        tail /= math.sqrt(float(np.dot(tail, tail)))
+        tail[0] = 10 ** (direct_db / 20)
     h = np.zeros(d + n)
     h[d:] = tail
     h *= 10 ** (echo_db / 20) / math.sqrt(float(np.dot(h, h)))
@@ -122,7 +130,7 @@ def build_room(cfg: RoomConfig, rate: int, block: int) -> Room:
         samples, _ = read_wav_mono(cfg.impulse_response, rate)
         ir = samples.astype(np.float64) / 32768.0
     else:
-        ir = impulse_response(rate, cfg.delay_ms, cfg.tail_ms, cfg.echo_db, cfg.seed)
+        ir = impulse_response(rate, cfg.delay_ms, cfg.tail_ms, cfg.echo_db, cfg.seed, cfg.direct_db)
     return Room(rate, ir, block, cfg.noise_dbfs, cfg.seed + 1)
 
 
