@@ -63,7 +63,7 @@ class Daemon:
         self.monitor = Monitor(cfg.monitor)
         self.tools = builtin_tools(self.audio, status=self.snapshot)
         self.supervisor = Supervisor(cfg, self.audio, api_key, self.tools, self._on_state)
-        self.announcer = Announcer(cfg, self.audio, api_key)
+        self.announcer = Announcer(cfg, self.audio, api_key, cut_agent=self.supervisor.cut_agent)
         self.button: PushButton | StdinButton | None = None
         self.led: StatusLed | None = None
         self.status_server: StatusServer | None = None
@@ -72,6 +72,7 @@ class Daemon:
         self._supervisor_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._announcement: asyncio.Task[None] | None = None
+        self._shutting_down = False  # a SIGHUP from now on is ignored (GPIO is being closed)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -144,6 +145,7 @@ class Daemon:
         return 0
 
     async def shutdown(self) -> None:
+        self._shutting_down = True
         self._set_state(State.STOPPING, {})
         self.notifier.stopping()
         with contextlib.suppress(TimeoutError):
@@ -165,6 +167,9 @@ class Daemon:
 
     async def reload(self) -> None:
         """SIGHUP: apply the file if it is valid; READY=1 follows RELOADING=1 whatever happens."""
+        if self._shutting_down:  # it would reopen the GPIO and wake the supervisor being closed
+            logs.event(log, "config.reload_ignored", reason="stopping")
+            return
         self.notifier.reloading()
         try:
             await self._reload()

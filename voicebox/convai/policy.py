@@ -34,8 +34,19 @@ class SessionEnd:
     retry_after_s: float | None = None
 
 
-# Failures detected before or outside a close frame.
-FAILURES = ("refused", "dns", "tls", "timeout", "network", "half_open", "metadata_timeout")
+# Failures detected before or outside a close frame. `bad_url`: the URL built from the config is
+# unusable (a configuration problem); `protocol`: the peer answered, but not in HTTP/WebSocket.
+FAILURES = (
+    "refused",
+    "dns",
+    "tls",
+    "timeout",
+    "network",
+    "half_open",
+    "metadata_timeout",
+    "bad_url",
+    "protocol",
+)
 
 _DURATION_TEXT = ("exceeded maximum duration", "maximum duration exceeded", "max_duration")
 
@@ -104,6 +115,12 @@ def classify_end(
             return SessionEnd(
                 EndClass.TRANSIENT, f"HTTP {http_status}: service error", retry_after_s
             )
+        if 300 <= http_status < 400:
+            return SessionEnd(
+                EndClass.CONFIG,
+                f"HTTP {http_status}: redirect refused (the API key is never sent on; set "
+                "agent.api_base to the service's own URL)",
+            )
         return SessionEnd(EndClass.CONFIG, f"HTTP {http_status}: request rejected")
     # A quota error frame is fatal until fixed, whatever close follows it.
     if emsg and _is_quota(emsg) or _is_quota(etype) or _is_quota(close_reason):
@@ -115,6 +132,8 @@ def classify_end(
         return SessionEnd(EndClass.DURATION_CAP, "conversation reached the maximum duration")
     if local and failure is None:
         return SessionEnd(EndClass.NORMAL, f"closed by us: {close_reason or 'done'}")
+    if failure == "bad_url":
+        return SessionEnd(EndClass.CONFIG, f"agent.api_base is not usable: {emsg or 'bad URL'}")
     if failure is not None:
         text = {
             "refused": "connection refused",
@@ -124,6 +143,7 @@ def classify_end(
             "network": "network error",
             "half_open": "no answer to a link probe (half-open connection)",
             "metadata_timeout": "no conversation metadata in time",
+            "protocol": "the peer did not answer in HTTP/WebSocket",
         }.get(failure, failure)
         detail = f": {emsg}" if emsg else ""
         return SessionEnd(EndClass.TRANSIENT, text + detail)
