@@ -78,7 +78,6 @@ class Room:
         self._past: Samples = np.zeros(self._fft, dtype=np.int16)
         self._rng = np.random.default_rng(seed)
         self._noise_rms = 32768.0 * 10 ** (noise_dbfs / 20) if noise_dbfs > -150 else 0.0
-        self.echo_power = 0.0  # EWMA of the echo reaching the mic (bench)
         nonzero = np.flatnonzero(ir)
         self._lead = int(nonzero[0]) if len(nonzero) else len(ir)  # samples before any echo
         self._played = threading.Condition()
@@ -116,7 +115,6 @@ class Room:
     def hear(self, t: float, user: Samples, out: Samples) -> None:
         """The mic block starting at device time t: user + echo + noise, clipped to int16."""
         mix = self.echo(t)
-        self.echo_power += 0.05 * (float(np.dot(mix, mix)) / len(mix) - self.echo_power)
         mix = mix + user
         if self._noise_rms:
             mix += self._rng.standard_normal(len(mix)) * self._noise_rms
@@ -140,28 +138,6 @@ class _Reader(Protocol):
     def read_into(self, out: Samples) -> int: ...
     def rewind(self) -> None: ...
     def close(self) -> None: ...
-
-
-class ArrayReader:
-    """Samples in memory read like a WAV reader (bench and tests)."""
-
-    def __init__(self, samples: Samples, rate: int) -> None:
-        self.samples = samples
-        self.rate = rate
-        self.nframes = len(samples)
-        self.pos = 0
-
-    def read_into(self, out: Samples) -> int:
-        n = min(len(out), self.nframes - self.pos)
-        out[:n] = self.samples[self.pos : self.pos + n]
-        self.pos += n
-        return n
-
-    def rewind(self) -> None:
-        self.pos = 0
-
-    def close(self) -> None:
-        pass
 
 
 class RoomSink(FileSink):
