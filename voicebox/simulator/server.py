@@ -99,7 +99,18 @@ class SimConfig:
     end_call_after_turns: int | None = None  # agent says goodbye and closes 1000 after N turns
     signed_url_ttl_s: float = 900.0
     silent_hold_s: float = 300.0  # a "silent" connection is aborted after this long
+    record_audio: bool = False  # keep the audio each way in SimConnection (echo measurements)
     faults: tuple[Fault, ...] = ()
+
+
+@dataclass
+class SentReply:
+    """One reply's voice as sent (SimConfig.record_audio): where its playout starts (loop time),
+    its samples in the output format, and how many seconds played before an interruption."""
+
+    start: float
+    pcm: bytes
+    played_s: float | None = None  # None: it played whole
 
 
 @dataclass
@@ -137,6 +148,10 @@ class SimConnection:
     close_code: int | None = None  # the first close frame of the exchange; 1006 if none
     close_reason: str = ""
     closed_by: str = ""  # "server", "client" or "" (no close frame)
+    # With SimConfig.record_audio: the user audio as received, (loop time of arrival, bytes),
+    # and each reply's voice.
+    received_audio: list[tuple[float, bytes]] = field(default_factory=list)
+    sent_replies: list[SentReply] = field(default_factory=list)
 
     @property
     def live(self) -> bool:
@@ -391,6 +406,8 @@ class _Session:
         rec.user_audio_chunks += 1
         rec.user_audio_bytes += len(data)
         rec.user_audio_s += len(data) / (self.fmt_in.bytes_per_sample * self.fmt_in.rate)
+        if self.cfg.record_audio:
+            rec.received_audio.append((self.loop.time(), data))
         for fault in self.faults:
             if fault.after_chunks == rec.user_audio_chunks:
                 self._spawn(self._fault_after(fault, 0.0))
@@ -472,6 +489,8 @@ class _Session:
                 self.playout_end = reply.start
                 self.reply = reply
                 self.rec.agent_responses.append(text)
+                if cfg.record_audio:
+                    self.rec.sent_replies.append(SentReply(reply.start, pcm))
                 await self.send(m.encode_server(m.AgentResponse(text, event_id)))
                 logs.event(
                     log,
@@ -505,6 +524,8 @@ class _Session:
         heard = min(1.0, max(0.0, (now - reply.start) / reply.duration_s))
         corrected = reply.text[: round(len(reply.text) * heard)]
         self.rec.interruptions.append(reply.last_event_id)
+        if self.cfg.record_audio and self.rec.sent_replies:
+            self.rec.sent_replies[-1].played_s = max(0.0, now - reply.start)
         logs.event(
             log,
             "sim.interruption",
