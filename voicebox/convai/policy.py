@@ -5,7 +5,11 @@ status at the handshake or signed-URL fetch, network failure, half-open link) to
 with a human reason. `ReconnectPolicy` turns a sequence of ends into delays: full-jitter
 exponential backoff for transient failures, an immediate restart at the duration cap, and a
 degraded mode (long fixed period) for configuration problems and for sessions that keep dying
-right after opening. No I/O, no clock: lifetimes and the RNG are passed in.
+right after opening. A session that worked (metadata received, turns exchanged) proves the
+service is back and resets the backoff; a Retry-After, or a 1013 (TRY_AGAIN_S), still sets a
+floor. A configuration end (quota, 1008) of a session that worked gets one ordinary retry
+first: the same key and agent just worked, and only a second such end in a row means degraded.
+No I/O, no clock: lifetimes and the RNG are passed in.
 """
 
 from __future__ import annotations
@@ -34,7 +38,18 @@ class SessionEnd:
 
 
 # Failures detected before or outside a close frame.
-FAILURES = ("refused", "dns", "tls", "timeout", "network", "half_open", "metadata_timeout")
+FAILURES = (
+    "refused",
+    "dns",
+    "tls",
+    "timeout",
+    "network",
+    "half_open",
+    "metadata_timeout",
+    "oversize",
+)
+
+TRY_AGAIN_S = 2.0  # 1013 "try again later" without a Retry-After: wait at least this long
 
 _DURATION_TEXT = ("exceeded maximum duration", "maximum duration exceeded", "max_duration")
 
@@ -123,6 +138,7 @@ def classify_end(
             "network": "network error",
             "half_open": "no answer to a link probe (half-open connection)",
             "metadata_timeout": "no conversation metadata in time",
+            "oversize": "the service sent a frame over our size limit (1009)",
         }.get(failure, failure)
         detail = f": {emsg}" if emsg else ""
         return SessionEnd(EndClass.TRANSIENT, text + detail)
@@ -139,6 +155,8 @@ def classify_end(
         return SessionEnd(EndClass.CONFIG, f"{code_text}: {cause}")
     if close_code is None:
         return SessionEnd(EndClass.TRANSIENT, "connection lost without a close frame (1006)")
+    if close_code == 1013:
+        return SessionEnd(EndClass.TRANSIENT, f"{code_text}: retryable", TRY_AGAIN_S)
     # 1002 (service-side timeouts and failures), 1006, 1011, 1012, 1013 and anything else.
     detail = f" ({etype})" if etype else ""
     return SessionEnd(EndClass.TRANSIENT, f"{code_text}{detail}: retryable")
@@ -162,6 +180,7 @@ class ReconnectPolicy:
         self._rng = rng or random.Random()
         self._failures = 0  # consecutive transient failures (backoff exponent)
         self._quick = 0  # consecutive sessions that died within quick_failure_s
+        self._config_retried = False  # a config end after a working session got its one retry
         self.degraded = False
 
     def update_config(self, cfg: ReconnectConfig) -> None:
@@ -182,21 +201,34 @@ class ReconnectPolicy:
         cap = min(self._cfg.max_s, self._cfg.initial_s * 2.0 ** min(n, 60))
         return self._rng.uniform(0.0, cap)
 
-    def session_ended(self, end: SessionEnd, lifetime_s: float | None) -> Decision:
-        """Record one end. lifetime_s is None when no session opened (a connect failure)."""
+    def session_ended(
+        self, end: SessionEnd, lifetime_s: float | None, worked: bool = False
+    ) -> Decision:
+        """Record one end. lifetime_s is None when no session opened (a connect failure);
+        worked: the session got its metadata and exchanged turns, so the service was fine."""
         cfg = self._cfg
         opened = lifetime_s is not None
         quick = opened and lifetime_s is not None and lifetime_s < cfg.quick_failure_s
+        if worked:
+            quick = False
         if opened and not quick:
             self._quick = 0
             if end.end_class is not EndClass.CONFIG:
                 self.degraded = False
-        if opened and lifetime_s is not None and lifetime_s >= cfg.stable_after_s:
+        if worked or (opened and lifetime_s is not None and lifetime_s >= cfg.stable_after_s):
             self._failures = 0
         if quick and end.end_class is not EndClass.DURATION_CAP:
             self._quick += 1
         floor = end.retry_after_s or 0.0
-        if end.end_class is EndClass.CONFIG:
+        config_end = end.end_class is EndClass.CONFIG
+        if config_end and worked and not self._config_retried and not self.degraded:
+            self._config_retried = True
+            delay = max(self.backoff_s(self._failures), floor)
+            self._failures += 1
+            return Decision(delay, self._failures, False, end.reason)
+        if opened and not config_end:
+            self._config_retried = False
+        if config_end:
             self.degraded = True
             return Decision(max(cfg.degraded_s, floor), self._failures, True, end.reason)
         if self._quick >= cfg.quick_failures:

@@ -12,10 +12,11 @@ and TCP's in-order delivery). So:
     A mic frame is confirmed once a pong arrives for a ping sent after the frame.
 
 The link sends such a ping every probe interval while a conversation is active, so a healthy
-link keeps about one interval plus a round trip unconfirmed. When a link ends without a clean
-close (drop, 1006, half-open, 1011, 1012, the duration cap...), the next session gets the
-unconfirmed frames first, then what the resume buffer gathered since, in capture order, each frame
-once, the newest `conversation.resume_buffer_s` of it (oldest dropped and counted). Frames are
+link keeps about one interval plus a round trip unconfirmed. When a link ends in a transient
+failure (drop, 1006, half-open, 1011, 1012, 1013...), the next session gets the unconfirmed
+frames first, then what the resume buffer gathered since, in capture order, each frame once, the
+newest `conversation.resume_buffer_s` of it (oldest dropped and counted). A clean close (1000:
+end_call, the duration cap, our own) is a close handshake: nothing is replayed. Frames are
 numbered at capture (`seq`), so a frame replayed twice to one session is impossible by
 construction and checked anyway.
 """
