@@ -378,6 +378,7 @@ class Daemon:
             "audio": dataclasses.asdict(stats),
             "monitor": self.monitor.snapshot(),
             "tuning": dataclasses.asdict(t) | {"adaptive": self.cfg.tuning.adaptive},
+            "runtime": {"tasks": _task_count()},
             "environment": {
                 "board": self.env.board,
                 "cores": self.env.cores,
@@ -385,6 +386,14 @@ class Daemon:
                 "profile": self.env.profile,
             },
         }
+
+
+def _task_count() -> int | None:
+    """asyncio tasks alive (flat over months, or something leaks)."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop
+        return None
 
 
 def _check_startable(cfg: Config, api_key: Secret | None) -> list[str]:
