@@ -115,7 +115,13 @@ class Run:
     sim: Simulator | None = None
 
 
-async def run(seed: int, faults: int, minutes: float, mode: str, kinds: tuple[str, ...]) -> Run:
+async def run(
+    seed: int,
+    faults: int,
+    minutes: float,
+    mode: str,
+    kinds: tuple[str, ...],
+) -> Run:
     import psutil
 
     loop = asyncio.get_running_loop()
@@ -189,8 +195,6 @@ async def run(seed: int, faults: int, minutes: float, mode: str, kinds: tuple[st
             proc.kill()
             result.rc = await proc.wait()
         result.log_lines = log_path.read_text(errors="replace").splitlines()
-        (OUT).mkdir(exist_ok=True)
-        (OUT / "chaos_daemon.log").write_text("\n".join(result.log_lines) + "\n")
         await sim.stop()
     return result
 
@@ -417,6 +421,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=None)
     parser.add_argument("--mode", default="always_on", choices=["always_on", "push_to_talk"])
     parser.add_argument("--kinds", default=None, help="comma-separated chaos kinds (default all)")
+    parser.add_argument("--out", type=Path, default=OUT, help="plot and daemon log go here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
     minutes = args.minutes or (1.0 if args.quick else 3.0)
@@ -424,9 +429,10 @@ def main() -> int:
     kinds = tuple(args.kinds.split(",")) if args.kinds else chaos.KINDS
     r = asyncio.run(run(args.seed, faults, minutes, args.mode, kinds))
     a = analyse(r)
-    OUT.mkdir(exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "chaos_daemon.log").write_text("\n".join(r.log_lines) + "\n")
     with contextlib.suppress(ImportError):
-        plot(r, OUT / "chaos.png")
+        plot(r, args.out / "chaos.png")
     print(*report(r, a), sep="\n")
     return 0
 
