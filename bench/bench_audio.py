@@ -222,6 +222,53 @@ def portaudio_null_cpu(seconds: float) -> float | None:
     return float(proc.stdout.strip().splitlines()[-1])
 
 
+FILE_INPUT_CHILD = """
+import asyncio, resource, sys, time
+import psutil
+from voicebox.audio.engine import AudioEngine
+from voicebox.config import AudioConfig, InputConfig, OutputConfig
+
+async def main(path, out, seconds):
+    cfg = AudioConfig(
+        InputConfig(backend="file", path=path), OutputConfig(backend="file", path=out)
+    )
+    engine = AudioEngine(cfg)
+    await engine.start(lambda c: None)
+    started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    await asyncio.sleep(seconds)
+    steady = psutil.Process().memory_info().rss / 1e6
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    await engine.stop()
+    print(started, steady, peak)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+"""
+
+
+def file_input_rss(wav_seconds: float, run_seconds: float, tmp: Path) -> tuple[float, float]:
+    """Peak and steady RSS (MB) of a process running the engine on a 16 kHz file input WAV of
+    this length (the file is read as the clock asks, so both should not depend on it)."""
+    path = tmp / f"in-{wav_seconds:.0f}s.wav"
+    second = (np.random.default_rng(0).standard_normal(16000) * 3000).astype("<i2").tobytes()
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        for _ in range(int(wav_seconds)):
+            w.writeframes(second)
+    proc = subprocess.run(
+        [sys.executable, "-c", FILE_INPUT_CHILD, str(path), str(tmp / "out.wav"), str(run_seconds)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=True,
+    )
+    path.unlink()
+    _, steady, peak = (float(v) for v in proc.stdout.split())
+    return peak, steady
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
@@ -240,6 +287,10 @@ def main() -> int:
     base = asyncio.run(feeder_baseline(min(20.0, minutes * 60 / 2)))
     engine_cpu = max(0.0, d["cpu_per_min"] - base)
     pa_cpu = portaudio_null_cpu(3 if args.quick else 10)
+    with tempfile.TemporaryDirectory() as tmp:
+        run_s = 3 if args.quick else 10
+        short_rss = file_input_rss(10, run_s, Path(tmp))
+        long_rss = file_input_rss(30 * 60, run_s, Path(tmp))
     print(f"## Audio engine (file devices, 20 ms periods, {os.cpu_count()} CPUs)")
     print()
     print("| figure | measured | target |")
@@ -266,6 +317,11 @@ def main() -> int:
     print(
         f"| RSS growth after warm-up ({dur}; RSS {d['rss_mb']:.0f} MB) "
         f"| {d['rss_growth_mb']:+.2f} MB | flat |"
+    )
+    print(
+        f"| file input RSS peak / steady, 10 s vs 30 min 16 kHz WAV "
+        f"| {short_rss[0]:.0f} / {short_rss[1]:.0f} MB vs {long_rss[0]:.0f} / {long_rss[1]:.0f} MB "
+        f"| independent of the file's length |"
     )
     drops = f"{d['dropped']:.0f} / {d['overflows']:.0f}"
     print(f"| capture chunks dropped / ring overflows | {drops} | 0 / 0 |")

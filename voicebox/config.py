@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,6 +277,7 @@ class _Loader:
     def __init__(self, name: str) -> None:
         self.name = name
         self.problems: list[str] = []
+        self.nodes: dict[str, yaml.Node] = {}  # key path -> its value's node (for cross-checks)
 
     def problem(self, node: yaml.Node | None, path: str, text: str) -> None:
         where = f"{self.name}:{node.start_mark.line + 1}" if node is not None else self.name
@@ -308,6 +311,7 @@ class _Loader:
             if key in kwargs:
                 self.problem(key_node, sub, "key given twice")
                 continue
+            self.nodes[sub] = value_node
             kwargs[key] = self.value(hints[key], value_node, sub, fields[key].metadata)
         kwargs = {k: v for k, v in kwargs.items() if v is not _INVALID}
         return cls(**kwargs)
@@ -320,16 +324,21 @@ class _Loader:
             if not isinstance(node, yaml.MappingNode):
                 self.problem(node, path, f"expected a mapping, got {_show(node)}")
                 return _INVALID
-            return _plain(node)
+            return self.plain(node, path)
         if origin is list:
             if not isinstance(node, yaml.SequenceNode):
                 self.problem(node, path, f"expected a list, got {_show(node)}")
                 return _INVALID
-            return _plain(node)
+            return self.plain(node, path)
         if not isinstance(node, yaml.ScalarNode):
             self.problem(node, path, f"expected {_describe(tp, rules)}, got {_show(node)}")
             return _INVALID
-        raw = _plain(node)
+        raw = self.plain(node, path)
+        if raw is _INVALID:
+            return _INVALID
+        if isinstance(raw, float) and not math.isfinite(raw):
+            self.problem(node, path, f"expected a finite number, got {node.value!r}")
+            return _INVALID
         for option in _options(tp):
             ok, val = _coerce(option, raw)
             if ok:
@@ -340,8 +349,42 @@ class _Loader:
         self.problem(node, path, f"expected {_describe(tp, rules)}, got {_show(node)}")
         return _INVALID
 
+    def plain(self, node: yaml.Node, path: str) -> Any:
+        """The node as plain data, or _INVALID with a problem at its line (an unknown tag)."""
+        try:
+            data = _plain(node)
+        except Exception as exc:  # noqa: BLE001 - YAMLError, or ValueError from a constructor
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line if mark is not None else node.start_mark.line
+            text = "invalid YAML: " + (getattr(exc, "problem", None) or str(exc))
+            self.problems.append(f"{self.name}:{line + 1}: {path}: {text}")
+            return _INVALID
+        if not isinstance(node, yaml.ScalarNode):
+            bad = _non_finite(node)
+            if bad is not None:
+                self.problem(bad, path, f"expected finite numbers, got {bad.value!r}")
+                return _INVALID
+        return data
+
 
 _INVALID = object()
+
+
+def _non_finite(node: yaml.Node) -> yaml.Node | None:
+    """The first scalar inside `node` that YAML reads as NaN or infinity (JSON has neither)."""
+    if isinstance(node, yaml.ScalarNode):
+        value = _plain(node) if node.tag.endswith(":float") else None
+        return node if isinstance(value, float) and not math.isfinite(value) else None
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    for child in children:
+        found = _non_finite(child)
+        if found is not None:
+            return found
+    return None
 
 
 def _options(tp: Any) -> list[Any]:
@@ -405,12 +448,19 @@ def _describe(tp: Any, rules: Mapping[str, Any]) -> str:
 
 
 def _plain(node: yaml.Node) -> Any:
-    return yaml.safe_load(yaml.serialize(node))
+    """The node as plain Python data (safe types only); raises for an unknown tag (YAMLError)
+    or a value its tag cannot hold (ValueError: 2024-13-45, !!int abc)."""
+    return yaml.constructor.SafeConstructor().construct_document(node)
 
 
 def _show(node: yaml.Node) -> str:
     if isinstance(node, yaml.ScalarNode):
-        return repr(_plain(node)) if node.value != "" else "nothing"
+        if node.value == "":
+            return "nothing"
+        try:
+            return repr(_plain(node))
+        except Exception:  # noqa: BLE001 - shown as written
+            return repr(node.value)
     return "a mapping" if isinstance(node, yaml.MappingNode) else "a list"
 
 
@@ -433,16 +483,49 @@ def parse(text: str, name: str = "config.yaml") -> Config:
 
 
 def _cross_checks(cfg: Config, loader: _Loader) -> None:
+    nodes = loader.nodes
     for side in ("input", "output"):
         sub = getattr(cfg.audio, side)
         if sub.backend == "file" and not sub.path:
-            loader.problem(None, f"audio.{side}.path", "required when backend is 'file'")
+            where = nodes.get(f"audio.{side}.backend")
+            loader.problem(where, f"audio.{side}.path", "required when backend is 'file'")
     t = cfg.tuning
     if t.prebuffer_min_ms > t.prebuffer_max_ms:
-        loader.problem(None, "tuning.prebuffer_min_ms", "must not exceed tuning.prebuffer_max_ms")
-    api = cfg.agent.api_base
-    if not api.startswith(("http://", "https://")):
-        loader.problem(None, "agent.api_base", f"expected an http(s) URL, got {api!r}")
+        where = nodes.get("tuning.prebuffer_min_ms")
+        loader.problem(where, "tuning.prebuffer_min_ms", "must not exceed tuning.prebuffer_max_ms")
+    out = cfg.audio.output
+    if out.prebuffer_ms >= out.buffer_ms:
+        where = nodes.get("audio.output.prebuffer_ms") or nodes.get("audio.output.buffer_ms")
+        loader.problem(
+            where,
+            "audio.output.prebuffer_ms",
+            f"must be less than audio.output.buffer_ms ({out.buffer_ms}): the ring has to hold "
+            "the pre-roll",
+        )
+    problem = api_base_problem(cfg.agent.api_base)
+    if problem is not None:
+        loader.problem(nodes.get("agent.api_base"), "agent.api_base", problem)
+
+
+def api_base_problem(api: str) -> str | None:
+    """Why `api` cannot be the REST base the connection derives its URLs from, or None."""
+    if any(c.isspace() for c in api):
+        return f"expected an http(s) URL without spaces, got {api!r}"
+    try:
+        parts = urllib.parse.urlsplit(api)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"not a valid URL ({exc}): {api!r}"
+    if parts.scheme not in ("http", "https"):
+        return f"expected an http(s) URL, got {api!r}"
+    host = parts.hostname
+    if not host:
+        return f"no host in {api!r}"
+    try:
+        host.encode("idna")  # what the socket layer does with it
+    except UnicodeError:
+        return f"host {host!r} is not a valid host name (empty or over-long label)"
+    return None
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:

@@ -35,7 +35,7 @@ from voicebox.tuning import Tuner, TuningChange
 
 log = logging.getLogger("voicebox.daemon")
 
-EX_UNAVAILABLE = 69  # a configured audio device is missing: systemd retries after RestartSec
+EX_UNAVAILABLE = 69  # the audio configuration cannot work at all (a missing device is waited for)
 STOP_TIMEOUT_S = 5.0
 
 # Announcements spoken on state changes: (previous state group, new state) -> event.
@@ -96,11 +96,7 @@ class Daemon:
         self._open_gpio(loop)
         await self._open_status()
         self._apply_tuning(self._initial_tuning())
-        self._supervisor_task = asyncio.create_task(self.supervisor.run(), name="supervisor")
-        self._tasks = [
-            self._supervisor_task,
-            asyncio.create_task(self.monitor.run(self._on_sample), name="monitor"),
-        ]
+        self._tasks = [asyncio.create_task(self.monitor.run(self._on_sample), name="monitor")]
         interval = self.notifier.watchdog_interval_s
         if interval:
             self._tasks.append(
@@ -120,10 +116,23 @@ class Daemon:
                     name="metrics",
                 )
             )
+        waiting = self.audio.waiting_for
+        if waiting is not None:  # a device late at boot: up and saying so, not restart-looping
+            self._set_state(State.DEGRADED, {"reason": "audio_device", "waiting_for": waiting})
         self.notifier.ready(self._status_text())
         logs.event(log, "daemon.ready", state=self.state)
-        self._announce("ready")
         stopped = asyncio.create_task(self._stop.wait())
+        if waiting is not None:
+            opened = asyncio.create_task(self.audio.opened())
+            await asyncio.wait([stopped, opened], return_when=asyncio.FIRST_COMPLETED)
+            if not opened.done():
+                opened.cancel()
+                await self.shutdown()
+                return 0
+            self._set_state(State.IDLE, {})
+        self._supervisor_task = asyncio.create_task(self.supervisor.run(), name="supervisor")
+        self._tasks.append(self._supervisor_task)
+        self._announce("ready")
         await asyncio.wait([stopped, self._supervisor_task], return_when=asyncio.FIRST_COMPLETED)
         crashed = self._supervisor_task.done() and not self._stop.is_set()
         await self.shutdown()
@@ -154,13 +163,21 @@ class Daemon:
         logs.event(log, "daemon.stopped", uptime_s=round(time.monotonic() - self.started, 1))
 
     async def reload(self) -> None:
+        """SIGHUP: apply the file if it is valid; READY=1 follows RELOADING=1 whatever happens."""
         self.notifier.reloading()
+        try:
+            await self._reload()
+        except Exception as exc:  # a bug applying a valid file: keep running, say what failed
+            logs.event(log, "config.reload_failed", logging.ERROR, error=repr(exc))
+        finally:
+            self.notifier.ready(self._status_text())
+
+    async def _reload(self) -> None:
         try:
             new = config.load(self.config_path)
         except ConfigError as exc:
             for problem in exc.problems:
                 logs.event(log, "config.reload_refused", logging.ERROR, problem=problem)
-            self.notifier.ready(self._status_text())
             return
         self.cfg = new
         logging.getLogger().setLevel(new.logging.level.upper())
@@ -171,7 +188,6 @@ class Daemon:
         self.tuner = Tuner(new, self.env)
         self._apply_tuning(self._initial_tuning())
         logs.event(log, "config.reloaded", config=str(self.config_path))
-        self.notifier.ready(self._status_text())
 
     # --- parts ---------------------------------------------------------------------------
 
@@ -339,8 +355,11 @@ class Daemon:
     def _healthy(self) -> bool:
         task = self._supervisor_task
         # A lost device being reopened with backoff is healthy: restarting would not bring it back.
+        # So is the wait for a device missing at start (the supervisor starts once it opens).
         audio_ok = self.audio.alive() or self.audio.recovering
-        return task is not None and not task.done() and audio_ok
+        if task is None:
+            return self.audio.waiting_for is not None and audio_ok
+        return not task.done() and audio_ok
 
     def _status_text(self) -> str:
         parts = [str(self.state)]
@@ -350,6 +369,9 @@ class Daemon:
         reason = self.state_fields.get("reason")
         if reason and self.state in _TROUBLE:
             parts.append(f"reason={reason}")
+        waiting = self.state_fields.get("waiting_for")
+        if waiting and self.state in _TROUBLE:
+            parts.append(f"waiting for {waiting}")
         delay = self.state_fields.get("delay_s")
         if delay is not None and self.state in _TROUBLE:
             parts.append(f"retry in {float(delay):.0f}s")

@@ -122,12 +122,44 @@ async def latency(tmp: Path) -> dict[str, object]:
 
 
 async def bad_device(tmp: Path) -> dict[str, object]:
-    cfg = AudioConfig(InputConfig(device="no-such-mic"))
-    try:
-        await AudioEngine(cfg).start(lambda c: None)
-    except AudioDeviceError as exc:
-        return {"error": str(exc)}
-    return {"error": None}
+    """A device name not found at start: the engine waits for it, naming it."""
+    import logging
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    logging.getLogger("voicebox.audio.engine").addHandler(Keep())
+    logging.getLogger("voicebox.audio.engine").setLevel(logging.INFO)
+    engine = AudioEngine(AudioConfig(InputConfig(device="no-such-mic")))
+    await engine.start(lambda c: None)
+    waiting = engine.waiting_for
+    await engine.stop()
+    return {"error": waiting, "log": [r for r in records if r.startswith("audio.waiting")]}
+
+
+async def late_device(tmp: Path) -> dict[str, object]:
+    """A microphone that appears after start (a USB card late at boot) is opened when it does:
+    the retry re-initialises PortAudio, which reads the ALSA configuration again."""
+    cfg = AudioConfig(
+        InputConfig(device="latemic", sample_rate=RATE), OutputConfig(sample_rate=RATE)
+    )
+    engine = AudioEngine(cfg)
+    chunks: list[np.ndarray] = []
+    await engine.start(chunks.append)
+    waiting = engine.waiting_for
+    with (tmp / ".asoundrc").open("a") as f:  # the card enumerates
+        f.write(
+            f'pcm.latemic {{ type file  slave.pcm "null"  file "/dev/null"'
+            f'  infile "{tmp}/in.raw"  format "raw" }}\n'
+        )
+    await asyncio.wait_for(engine.opened(), 30)
+    await until(lambda: len(chunks) >= 5)
+    stats = engine.stats()
+    await engine.stop()
+    return {"waiting": waiting, "input": stats.input_device, "chunks": len(chunks) >= 5}
 
 
 async def lookup(tmp: Path) -> dict[str, object]:
@@ -148,7 +180,16 @@ async def lookup(tmp: Path) -> dict[str, object]:
 
 
 SCENARIOS = {
-    f.__name__: f for f in (capture_playback, interrupt, recover, latency, bad_device, lookup)
+    f.__name__: f
+    for f in (
+        capture_playback,
+        interrupt,
+        recover,
+        latency,
+        bad_device,
+        late_device,
+        lookup,
+    )
 }
 
 if __name__ == "__main__":

@@ -114,10 +114,18 @@ def test_latency_change_waits_for_the_reply_then_reopens_both_streams(alsa: Path
     assert result["consumed_before_reopen"] == result["reply"] == len(reply)
 
 
-def test_unknown_device_lists_candidates(alsa: Path) -> None:
-    error = str(scenario(alsa, "bad_device")["error"])
-    assert "no-such-mic" in error
-    assert "'default'" in error and "'fromfile'" in error  # the candidates
+def test_unknown_device_is_waited_for_and_lists_candidates_once(alsa: Path) -> None:
+    result = scenario(alsa, "bad_device")
+    assert "no-such-mic" in str(result["error"])
+    (line,) = result["log"]  # type: ignore[misc]
+    assert "no-such-mic" in line
+    assert "'default'" in line and "'fromfile'" in line  # the candidates
+
+
+def test_a_device_late_at_start_is_opened_when_it_appears(alsa: Path) -> None:
+    result = scenario(alsa, "late_device")
+    assert "latemic" in str(result["waiting"])
+    assert result["input"] == "latemic" and result["chunks"] is True
 
 
 def test_devices_found_by_substring_or_index(alsa: Path) -> None:

@@ -140,17 +140,60 @@ async def test_stalled_device_is_reopened_and_logged(
 
 
 @pytest.mark.asyncio
-async def test_bad_file_config_names_the_problem(tmp_path: Path) -> None:
+async def test_bad_file_config_names_the_problem(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="voicebox.audio.engine")
     with pytest.raises(AudioDeviceError, match="audio.input.path is required"):
         await AudioEngine(AudioConfig(InputConfig(backend="file"))).start(lambda c: None)
-    missing = str(tmp_path / "nope.wav")
-    cfg = AudioConfig(InputConfig(backend="file", path=missing))
-    with pytest.raises(AudioDeviceError, match="nope.wav"):
-        await AudioEngine(cfg).start(lambda c: None)
     (tmp_path / "junk.wav").write_bytes(b"not a wav at all")
-    cfg = AudioConfig(InputConfig(backend="file", path=str(tmp_path / "junk.wav")))
-    with pytest.raises(AudioDeviceError, match="junk.wav"):
-        await AudioEngine(cfg).start(lambda c: None)
+    for name in ("nope.wav", "junk.wav"):  # waited for, named (a file may yet be written)
+        out = OutputConfig(backend="file", path=str(tmp_path / "out.wav"))
+        engine = AudioEngine(
+            AudioConfig(InputConfig(backend="file", path=str(tmp_path / name)), out)
+        )
+        await engine.start(lambda c: None)
+        try:
+            assert engine.waiting_for is not None and name in engine.waiting_for
+            assert engine.recovering and not engine.alive()
+        finally:
+            await engine.stop()
+        waiting = [r for r in caplog.records if r.getMessage().startswith("audio.waiting")]
+        assert name in waiting[-1].getMessage()
+
+
+@pytest.mark.asyncio
+async def test_a_file_input_missing_at_start_is_waited_for_and_opened(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The device-lost path opens a device that was not there at start, with backoff."""
+    caplog.set_level(logging.INFO, logger="voicebox.audio.engine")
+    cfg = file_config(tmp_path)
+    wav = tmp_path / "in.wav"
+    late = tmp_path / "in.wav.late"
+    wav.rename(late)
+    engine = AudioEngine(cfg)
+    chunks: list[np.ndarray] = []
+    await engine.start(chunks.append)
+    try:
+        assert engine.waiting_for is not None and "in.wav" in engine.waiting_for
+        await wait_for(lambda: "audio.reopen_failed" in caplog.text)  # a retry, still missing
+        assert not chunks and not engine.alive() and engine.recovering
+        engine.play(b"\x00\x01" * 100)  # nothing to play on yet: dropped, not raised
+        late.rename(wav)  # the device appears
+        await asyncio.wait_for(engine.opened(), 20)
+        assert engine.waiting_for is None
+        await wait_for(lambda: len(chunks) >= 10)
+        await wait_for(engine.alive, 5)
+        assert engine.stats().device_errors == 0
+    finally:
+        await engine.stop()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("audio.waiting") for m in messages) == 1
+    reopened = [m for m in messages if m.startswith("audio.device_reopened")]
+    assert len(reopened) == 1 and "in.wav" in reopened[0]
+    failed = [m for m in messages if m.startswith("audio.reopen_failed")]
+    assert "attempt=2" in failed[0]  # attempt 1 was start() itself
 
 
 def test_engine_implements_the_audio_port_exactly() -> None:
@@ -166,3 +209,66 @@ def test_engine_implements_the_audio_port_exactly() -> None:
         if callable(want):
             assert inspect.signature(have) == inspect.signature(want), name
             assert inspect.iscoroutinefunction(have) == inspect.iscoroutinefunction(want), name
+
+
+@pytest.mark.asyncio
+async def test_a_file_device_error_is_recovered_once_not_forever(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One failed write (a full disk) costs one reopen; the error does not outlive it."""
+    caplog.set_level(logging.INFO, logger="voicebox.audio.engine")
+    engine = AudioEngine(file_config(tmp_path))
+    await engine.start(lambda c: None)
+    try:
+        await wait_for(engine.alive, 5)
+        writer = engine._writer
+        assert writer is not None
+        real_write = writer.write
+        failures = [OSError(28, "No space left on device")]
+
+        def write_once_failing(samples: np.ndarray) -> None:
+            if failures:
+                raise failures.pop()
+            real_write(samples)
+
+        writer.write = write_once_failing  # type: ignore[method-assign]
+        await wait_for(lambda: "audio.device_reopened" in caplog.text)
+        playback = engine._playback
+        assert playback is not None
+        periods = playback.callbacks
+        await wait_for(lambda: playback.callbacks >= periods + 100)  # 2 s of device clock
+        await wait_for(engine.alive, 5)
+        assert engine.stats().device_errors == 1
+    finally:
+        await engine.stop()
+    lost = [r for r in caplog.records if r.getMessage().startswith("audio.device_lost")]
+    assert len(lost) == 1 and "reason=stream_error" in lost[0].getMessage()
+
+
+@pytest.mark.asyncio
+async def test_engine_start_with_a_long_wav_does_not_load_it(tmp_path: Path) -> None:
+    """The file input opens a 10-minute WAV without holding it: start-up's traced peak stays
+    far below the file's 19 MB."""
+    import tracemalloc
+
+    second = (np.random.default_rng(0).standard_normal(16000) * 3000).astype("<i2").tobytes()
+    with wave.open(str(tmp_path / "long.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(second * 600)
+    cfg = AudioConfig(
+        InputConfig(backend="file", path=str(tmp_path / "long.wav")),
+        OutputConfig(backend="file", path=str(tmp_path / "out.wav")),
+    )
+    engine = AudioEngine(cfg)
+    chunks: list[np.ndarray] = []
+    tracemalloc.start()
+    try:
+        await engine.start(chunks.append)
+        await wait_for(lambda: len(chunks) >= 10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        await engine.stop()
+    assert peak < 4 * 1024 * 1024

@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voicebox.audio.files import FileSink, FileSource, PeriodClock, WavWriter, read_wav_mono
+from voicebox.audio.files import (
+    FileSink,
+    FileSource,
+    PeriodClock,
+    WavReader,
+    WavWriter,
+    read_wav_mono,
+)
 from voicebox.audio.playback import Playback
 
 
@@ -162,12 +169,14 @@ class Blocks:
 
 
 @pytest.mark.parametrize("loop", [False, True])
-def test_file_source_feeds_then_silence_or_repeats(loop: bool) -> None:
+def test_file_source_feeds_then_silence_or_repeats(loop: bool, tmp_path: Path) -> None:
     rec = Blocks()
     data = np.arange(1, 501, dtype=np.int16)
+    write_wav(tmp_path / "in.wav", data, 16000)
     fake = FakeTime(0.2, [])
     clock = PeriodClock(0.02, clock=fake.clock, sleep=fake.sleep)
-    src = FileSource(rec, data, 16000, 20, loop=loop, clock=clock)  # type: ignore[arg-type]
+    reader = WavReader(tmp_path / "in.wav")
+    src = FileSource(rec, reader, 20, loop=loop, clock=clock)  # type: ignore[arg-type]
     fake.on_stop.append(src._stop)
     src.run()
     fed = np.concatenate(rec.blocks)
@@ -177,3 +186,66 @@ def test_file_source_feeds_then_silence_or_repeats(loop: bool) -> None:
         assert np.array_equal(fed[500:1000], data)
     else:
         assert not fed[500:].any()
+
+
+def test_wav_reader_streams_what_the_whole_file_holds(tmp_path: Path) -> None:
+    t = np.arange(44100 * 2) / 44100
+    left = (np.sin(2 * np.pi * 500 * t) * 10000).astype(np.int16)
+    write_wav(tmp_path / "s.wav", np.stack([left, left // 2], axis=1), 44100)
+    whole, _ = read_wav_mono(tmp_path / "s.wav")
+    reader = WavReader(tmp_path / "s.wav", read_frames=1000)
+    out = np.zeros(len(whole) + 100, dtype=np.int16)
+    parts = [reader.read_into(out[i : i + 333]) for i in range(0, len(out), 333)]
+    assert sum(parts) == len(whole) and reader.at_end
+    assert np.array_equal(out[: len(whole)], whole)  # mixing is exact, block by block
+    resampled = WavReader(tmp_path / "s.wav", 16000, read_frames=1000)
+    got = np.zeros(40000, dtype=np.int16)
+    n = sum(resampled.read_into(got[i : i + 320]) for i in range(0, len(got), 320))
+    assert abs(n - 32000) <= 1  # 2 s at 16 kHz, the filter's tail included
+    peak = int(np.argmax(np.abs(np.fft.rfft(got[:16000].astype(float)))))
+    assert abs(peak - 500) <= 1
+    reader.close()
+    resampled.close()
+
+
+def test_file_source_memory_does_not_depend_on_the_file_length(tmp_path: Path) -> None:
+    """Feeding a long WAV holds one read block, not the file: the peak of traced allocations
+    and the bytes read ahead of the clock are the same for 10 s and for 10 minutes."""
+    import tracemalloc
+
+    from voicebox.audio import files
+
+    rng = np.random.default_rng(0)
+    second = (rng.standard_normal(16000) * 3000).astype("<i2")
+    for name, seconds in (("short.wav", 10), ("long.wav", 600)):
+        with wave.open(str(tmp_path / name), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(second.tobytes() * seconds)
+
+    def feed(name: str) -> tuple[int, int]:
+        rec = Blocks()
+        tracemalloc.start()
+        try:
+            fake = FakeTime(2.0, [])
+            clock = PeriodClock(0.02, clock=fake.clock, sleep=fake.sleep)
+            reader = WavReader(tmp_path / name)
+            src = FileSource(rec, reader, 20, clock=clock)  # type: ignore[arg-type]
+            fake.on_stop.append(src._stop)
+            src.run()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        fed = sum(len(b) for b in rec.blocks)
+        ahead = reader.bytes_read - fed * 2
+        reader.close()
+        return peak, ahead
+
+    short_peak, short_ahead = feed("short.wav")
+    long_peak, long_ahead = feed("long.wav")
+    block_bytes = files.READ_FRAMES * 2
+    assert 0 <= long_ahead <= block_bytes and 0 <= short_ahead <= block_bytes
+    # What was fed (2 s of 20 ms copies, recorded by the test) is the same for both files.
+    assert long_peak < short_peak + 256 * 1024
+    assert long_peak < 4 * 1024 * 1024  # the file is 19 MB

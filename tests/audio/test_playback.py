@@ -157,3 +157,15 @@ def test_configured_volume_applies_from_the_start() -> None:
     pb = Playback(RATE, ring_ms=1000, prebuffer_ms=0, volume=0.25)
     pb.play(tone(PERIOD, 4000).tobytes())
     assert (fill(pb) == 1000).all()
+
+
+def test_a_pre_roll_larger_than_the_ring_starts_when_the_ring_is_full() -> None:
+    """prebuffer_ms above the ring's capacity (a small buffer_ms, the tuner raising the pre-roll
+    past a ring it bounded lower) must not hold a streaming reply back until its end."""
+    for pb in (make(prebuffer_ms=500, ring_ms=200), make(prebuffer_ms=100, ring_ms=2000)):
+        pb.set_prebuffer_ms(600)  # the tuner, after underruns
+        pb.set_ring_ms(300)  # the tuner's ring bound (applied between replies)
+        pb.play(tone(RATE // 5).tobytes())  # 200 ms, the reply keeps streaming (not ended)
+        pb.play(tone(RATE // 5).tobytes())  # the ring fills up
+        assert fill(pb).all()  # plays now, not only after end_reply()
+        assert pb.underruns == 0

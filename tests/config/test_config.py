@@ -81,6 +81,154 @@ def test_invalid_yaml_names_the_line() -> None:
         config.parse("agent:\n  agent_id: [unclosed\n", "c.yaml")
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("audio:\n  input:\n    device: !device USB\n", 3, "audio.input.device"),
+        ("agent:\n  dynamic_variables:\n    name: !name Bob\n", 3, "agent.dynamic_variables"),
+        ("announcements:\n  ready: !!python/name:os.system\n", 2, "announcements.ready"),
+        ("agent:\n  agent_id: 2024-13-45\n", 2, "agent.agent_id"),
+        ("agent:\n  dynamic_variables: {day: 2024-02-30}\n", 2, "agent.dynamic_variables"),
+        ("agent:\n  agent_id: !!int abc\n", 2, "agent.agent_id"),
+        ("monitor:\n  interval_s: !!float x\n", 2, "monitor.interval_s"),
+        ("agent:\n  user_id: 0x_\n", 2, "agent.user_id"),
+    ],
+)
+def test_unknown_yaml_tag_is_a_problem_with_its_line(text: str, line: int, key: str) -> None:
+    """Unknown tags and values their (implicit or explicit) tag cannot hold."""
+    with pytest.raises(ConfigError) as err:
+        config.parse(text, "c.yaml")
+    (problem,) = err.value.problems
+    assert problem.startswith(f"c.yaml:{line}: {key}: invalid YAML:")
+
+
+def test_check_config_exits_78_on_an_unknown_tag(tmp_path: Path) -> None:
+    bad = tmp_path / "tag.yaml"
+    bad.write_text("audio:\n  input:\n    device: !device USB\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "voicebox", "check-config", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 78
+    assert f"{bad}:3: audio.input.device: invalid YAML:" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("conversation:\n  receive_timeout_s: .nan\n", 2, "conversation.receive_timeout_s"),
+        (
+            "conversation:\n  reconnect:\n    degraded_s: .inf\n",
+            3,
+            "conversation.reconnect.degraded_s",
+        ),
+        (
+            "conversation:\n  reconnect:\n    initial_s: .NaN\n",
+            3,
+            "conversation.reconnect.initial_s",
+        ),
+        ("conversation:\n  reconnect:\n    max_s: .nan\n", 3, "conversation.reconnect.max_s"),
+        ("audio:\n  output:\n    latency: -.inf\n", 3, "audio.output.latency"),
+        ("tuning:\n  cpu_high_percent: .nan\n", 2, "tuning.cpu_high_percent"),
+        ("conversation:\n  idle_close_s: 1.0e+999\n", 2, "conversation.idle_close_s"),
+        ("agent:\n  dynamic_variables:\n    a: 1\n    b: .nan\n", 4, "agent.dynamic_variables"),
+        ("agent:\n  custom_llm_extra_body: {t: [0.5, .inf]}\n", 2, "agent.custom_llm_extra_body"),
+    ],
+)
+def test_nan_and_infinity_are_refused_everywhere(text: str, line: int, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.parse(text, "c.yaml")
+    (problem,) = err.value.problems
+    assert problem.startswith(f"c.yaml:{line}: {key}: expected ") and "finite number" in problem
+    assert config.parse("agent:\n  dynamic_variables: {a: '.nan', b: 1.5}\n")  # strings pass
+
+
+def test_every_float_field_refuses_nan() -> None:
+    """Walk the schema: no float setting, however nested, accepts .nan."""
+    import dataclasses
+    import typing
+
+    def float_paths(cls: type, prefix: str = "") -> list[str]:
+        out = []
+        for f in dataclasses.fields(cls):
+            tp = typing.get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(tp):
+                out += float_paths(tp, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+            elif float in (typing.get_args(tp) or (tp,)):
+                out.append(prefix + f.name)
+        return out
+
+    paths = float_paths(Config)
+    assert len(paths) > 20
+    for path in paths:
+        *parents, leaf = path.split(".")
+        text = "".join(f"{'  ' * i}{p}:\n" for i, p in enumerate(parents))
+        text += f"{'  ' * len(parents)}{leaf}: .nan\n"
+        with pytest.raises(ConfigError, match="finite"):
+            config.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("api_base", "why"),
+    [
+        ("https://", "no host"),
+        ("https://:443", "no host"),
+        ("https://api..elevenlabs.io", "not a valid host name"),
+        ("https://.elevenlabs.io", "not a valid host name"),
+        ("https://" + "a" * 64 + ".io", "not a valid host name"),
+        ("https://api.elevenlabs.io:https", "not a valid URL"),
+        ("http://[::1", "not a valid URL"),
+        ("ftp://api.elevenlabs.io", "expected an http(s) URL"),
+        ("api.elevenlabs.io", "expected an http(s) URL"),
+        ("https://api elevenlabs.io", "without spaces"),
+    ],
+)
+def test_api_base_is_checked_like_the_connection_uses_it(api_base: str, why: str) -> None:
+    text = f"agent:\n  agent_id: a\n  api_base: '{api_base}'\n"
+    with pytest.raises(ConfigError) as err:
+        config.parse(text, "c.yaml")
+    (problem,) = err.value.problems
+    assert problem.startswith("c.yaml:3: agent.api_base: ") and why in problem
+
+
+@pytest.mark.parametrize(
+    "api_base",
+    [
+        "https://api.elevenlabs.io",
+        "http://127.0.0.1:8080",
+        "http://[::1]:9/base/",
+        "https://münchen.de",
+    ],
+)
+def test_good_api_bases_pass(api_base: str) -> None:
+    assert config.parse(f"agent:\n  api_base: '{api_base}'\n").agent.api_base == api_base
+
+
+def test_check_config_exits_78_on_a_bad_api_base(tmp_path: Path) -> None:
+    bad = tmp_path / "url.yaml"
+    bad.write_text("agent:\n  agent_id: a\n  api_base: https://api..elevenlabs.io\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "voicebox", "check-config", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 78
+    assert f"{bad}:3: agent.api_base: host 'api..elevenlabs.io'" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_prebuffer_must_fit_the_playback_ring() -> None:
+    text = "audio:\n  output:\n    buffer_ms: 100\n    prebuffer_ms: 120\n"
+    with pytest.raises(ConfigError) as err:
+        config.parse(text, "c.yaml")
+    assert err.value.problems == [
+        "c.yaml:4: audio.output.prebuffer_ms: must be less than audio.output.buffer_ms "
+        "(100): the ring has to hold the pre-roll"
+    ]
+
+
 def test_empty_file_is_all_defaults() -> None:
     assert config.parse("") == Config()
 

@@ -194,3 +194,25 @@ def test_a_config_end_after_a_working_session_gets_one_retry_then_degrades() -> 
     assert d.degraded
     fresh = ReconnectPolicy(CFG, random.Random(14))
     assert fresh.session_ended(quota, 20.0, worked=False).degraded  # no proof: degraded at once
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_no_decision_delay_is_ever_non_finite(bad: float) -> None:
+    """asyncio.timeout(nan) never fires: whatever the settings or the server's Retry-After say,
+    the policy hands out finite, non-negative delays."""
+    cfg = ReconnectConfig(initial_s=bad, max_s=bad, degraded_s=bad, quick_failure_s=bad)
+    policy = ReconnectPolicy(cfg, random.Random(4))
+    ends = [
+        TRANSIENT,
+        SessionEnd(T, "overloaded", retry_after_s=bad),
+        SessionEnd(C, "quota", retry_after_s=bad),
+        TRANSIENT,
+        SessionEnd(D, "cap", retry_after_s=bad),
+        SessionEnd(N, "close 1000", retry_after_s=bad),
+    ]
+    delays = [
+        policy.session_ended(end, lifetime).delay_s for end in ends for lifetime in (None, 1.0)
+    ]
+    delays += [policy.backoff_s(n) for n in range(70)]
+    assert all(0.0 <= d < float("inf") for d in delays), delays
+    assert policy.session_ended(SessionEnd(C, "quota"), None).delay_s == 300.0  # the default

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from voicebox.audio.formats import AudioFormat, ulaw_decode
 from voicebox.convai import messages as m
@@ -256,3 +257,23 @@ def test_pcm_mic_frame_is_the_same_bytes_whatever_the_array_layout() -> None:
         assert frame == m.user_audio_chunk(chunk.astype("<i2").tobytes()).encode()
         [send] = s.mic(chunk, 16000, True, 1.0)
         assert isinstance(send, Send) and send.frame.encode() == frame
+
+
+@pytest.mark.parametrize("bad", ["pcm_0000", "pcm_00016000", "pcm_12345", "ulaw_16000", "pcm_"])
+def test_only_the_protocols_formats_parse(bad: str) -> None:
+    """A rate like 0 passed the old pattern and raised later, building a resampler in the
+    receive loop; the metadata's format is now refused up front (and pcm_16000 used)."""
+    with pytest.raises(ValueError, match="unsupported audio format"):
+        AudioFormat.parse(bad)
+    s = Session(SessionSettings(), now=0.0)
+    acts = s.receive(m.Metadata("c", bad, bad), 0.0)
+    assert (
+        sum(isinstance(a, LogEvent) and a.name == "session.format_unsupported" for a in acts) == 2
+    )
+    assert s.output_format == s.input_format == AudioFormat("pcm", 16000)
+
+
+def test_every_protocol_format_parses() -> None:
+    names = ["pcm_8000", "pcm_16000", "pcm_22050", "pcm_24000", "pcm_44100", "pcm_48000"]
+    for name in [*names, "ulaw_8000"]:
+        assert AudioFormat.parse(name).name == name

@@ -210,6 +210,62 @@ async def test_lifecycle_ready_reload_and_sigterm_mid_reply(tmp_path: Path, sim:
 
 
 @pytest.mark.asyncio
+async def test_reload_with_an_unknown_yaml_tag_is_refused_and_ready_follows(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    """A tag such as !device is a config problem with its line, not a crash of the reload."""
+    _input_wav(tmp_path / "in.wav")
+    config = _config(tmp_path, sim.url)
+    async with run_daemon(tmp_path, config) as d:
+        await d.note("READY=1")
+        good = config.read_text()
+        config.write_text(good.replace("gpio:", "tuning:\n  adaptive: !device yes\ngpio:"))
+        line = config.read_text().splitlines().index("  adaptive: !device yes") + 1
+        d.proc.send_signal(signal.SIGHUP)
+        await d.note("RELOADING=1")
+        await d.note("READY=1")
+        refused = await d.log_line("config.reload_refused")
+        assert f"config.yaml:{line}: tuning.adaptive:" in refused and "!device" in refused
+        assert d.proc.returncode is None
+        assert await d.stop() == 0
+    assert "Traceback" not in "\n".join(d.lines)
+
+
+@pytest.mark.asyncio
+async def test_a_microphone_missing_at_start_is_waited_for(tmp_path: Path, sim: Simulator) -> None:
+    """READY=1 with a STATUS naming the missing device, the degraded state, no exit (systemd's
+    start limit would leave a dead appliance); when it appears the conversation starts."""
+    config = _config(tmp_path, sim.url)
+    async with run_daemon(tmp_path, config, {"WATCHDOG_USEC": "1000000"}) as d:
+        ready = await d.note("READY=1")
+        assert ready["STATUS"].startswith("degraded reason=audio_device waiting for ")
+        assert "in.wav" in ready["STATUS"]
+        waiting = await d.log_line("audio.waiting")
+        assert "in.wav" in waiting
+        state = await d.log_line("state state=degraded")
+        assert "waiting_for=" in state
+        sock = tmp_path / "run" / "status.sock"
+        status = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "voicebox", "status", "--json", "--socket", str(sock),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await status.communicate()
+        assert json.loads(out)["state"] == "degraded"
+        await d.log_line("audio.reopen_failed")  # retried with backoff, still missing
+        await d.note("WATCHDOG=1")  # waiting is healthy: a restart would not bring it sooner
+        assert not sim.connections  # nothing opened (or billed) without a microphone
+        assert d.proc.returncode is None
+        _input_wav(tmp_path / "in.tmp")
+        (tmp_path / "in.tmp").rename(tmp_path / "in.wav")  # the device appears
+        await d.log_line("audio.device_reopened")
+        await d.note("STATUS=speaking")  # the agent's greeting plays
+        await sim.wait_for(lambda: sim.connections[0].user_audio_chunks >= 10, timeout=HANG_GUARD_S)
+        assert await d.stop() == 0
+    log = "\n".join(d.lines)
+    assert "Traceback" not in log and log.count("audio.waiting") == 1
+
+
+@pytest.mark.asyncio
 async def test_api_key_never_logged_even_at_debug(tmp_path: Path) -> None:
     simulator = Simulator(SimConfig(api_key=KEY, require_signature=True))
     await simulator.start()

@@ -19,7 +19,15 @@ NO_DEVICES_HINT = (
 
 
 class AudioDeviceError(Exception):
-    """A configured audio device cannot be used; the message names it and lists the candidates."""
+    """A configured audio device cannot be used; the message names it and lists the candidates.
+
+    `problem` is the part without the candidates (what the daemon waits for); `candidates` the
+    devices that were there (for one log line, not every retry)."""
+
+    def __init__(self, problem: str, candidates: str = "") -> None:
+        super().__init__(f"{problem}; {candidates}" if candidates else problem)
+        self.problem = problem
+        self.candidates = candidates
 
 
 def _sd() -> Any:
@@ -69,14 +77,14 @@ def find_device(spec: str | int | None, kind: Kind) -> int:
     if spec is None:
         idx = default_index(kind)
         if idx is None:
-            raise AudioDeviceError(f"no default audio {kind} device; {_candidate_text(kind)}")
+            raise AudioDeviceError(f"no default audio {kind} device", _candidate_text(kind))
         return idx
     if isinstance(spec, int) or spec.strip().isdigit():
         idx = int(spec)
         if any(i == idx for i, _ in candidates(kind)):
             return idx
         raise AudioDeviceError(
-            f"audio.{kind}.device: no {kind} device with index {idx}; {_candidate_text(kind)}"
+            f"audio.{kind}.device: no {kind} device with index {idx}", _candidate_text(kind)
         )
     wanted = spec.strip().lower()
     found = candidates(kind)
@@ -87,7 +95,7 @@ def find_device(spec: str | int | None, kind: Kind) -> int:
         if wanted in name.lower():
             return i
     raise AudioDeviceError(
-        f"audio.{kind}.device: no {kind} device matches {spec!r}; {_candidate_text(kind)}"
+        f"audio.{kind}.device: no {kind} device matches {spec!r}", _candidate_text(kind)
     )
 
 

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from voicebox.audio import devices
 from voicebox.audio.capture import Capture
 from voicebox.audio.devices import AudioDeviceError
-from voicebox.audio.files import FileSink, FileSource, WavWriter, read_wav_mono
+from voicebox.audio.files import FileSink, FileSource, WavReader, WavWriter
 from voicebox.audio.formats import PCM_16000, AudioFormat
 from voicebox.audio.playback import Playback
 from voicebox.audio.port import AudioStats, OnChunk
@@ -175,6 +175,11 @@ class AudioEngine:
         self._stopped = False
         self._pending_latency: float | None = None
         self._idle = asyncio.Event()  # set when a reply finished playing or was interrupted
+        self._opened = asyncio.Event()  # set once both devices have opened
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_chunk: OnChunk | None = None
+        self._waiting_for: str | None = None
+        self._rates: dict[str, int] = {}
 
     # --- AudioPort ----------------------------------------------------------------------------
 
@@ -183,85 +188,136 @@ class AudioEngine:
         return self._input_format
 
     async def start(self, on_chunk: OnChunk) -> None:
-        """Open both devices (raises AudioDeviceError naming the device) and supervise them."""
-        if self._capture is not None:
+        """Open both devices and supervise them. A device that is not there yet (a USB card
+        late at boot, a WAV not written yet) is waited for: `waiting_for` says what, and the
+        devices open when it appears, as a lost device is reopened."""
+        if self._loop is not None:
             return
-        loop = asyncio.get_running_loop()
-        icfg, ocfg = self._cfg.input, self._cfg.output
-        source_samples = None
-        if icfg.backend == "file":
-            if not icfg.path:
+        for side, sub in (("input", self._cfg.input), ("output", self._cfg.output)):
+            if sub.backend == "file" and not sub.path:
                 raise AudioDeviceError(
-                    "audio.input.path is required with audio.input.backend: file"
+                    f"audio.{side}.path is required with audio.{side}.backend: file"
                 )
+        self._loop = asyncio.get_running_loop()
+        self._on_chunk = on_chunk
+        try:
+            self._open_all()
+        except AudioDeviceError as exc:
+            self._waiting_for = exc.problem
+            self._recovering = True
+            event(
+                log,
+                "audio.waiting",
+                logging.WARNING,
+                device=exc.problem,
+                candidates=exc.candidates or None,
+            )
+        else:
+            self._opened.set()
+        self._supervisor = asyncio.create_task(self._supervise(), name="audio-supervisor")
+
+    @property
+    def waiting_for(self) -> str | None:
+        """The device the engine waits for (none open yet), or None once it has opened."""
+        return self._waiting_for
+
+    async def opened(self) -> None:
+        """Return once both devices have opened (at once unless the engine is waiting)."""
+        await self._opened.wait()
+
+    def _build(self) -> None:
+        """Create the capture, the playback and both devices (raises AudioDeviceError)."""
+        assert self._loop is not None and self._on_chunk is not None
+        loop = self._loop
+        icfg, ocfg = self._cfg.input, self._cfg.output
+        reader: WavReader | None = None
+        if icfg.backend == "file":
+            assert icfg.path is not None
             try:
-                source_samples, in_rate = read_wav_mono(icfg.path, icfg.sample_rate)
+                reader = WavReader(icfg.path, icfg.sample_rate)
             except (OSError, EOFError, ValueError) as exc:  # wave.Error is an Exception subclass
                 raise AudioDeviceError(f"audio.input.path {icfg.path!r}: {exc}") from exc
             except Exception as exc:
                 raise AudioDeviceError(f"audio.input.path {icfg.path!r}: not a WAV: {exc}") from exc
+            in_rate = reader.rate
         else:
             in_rate = icfg.sample_rate or devices.default_rate(
                 devices.find_device(icfg.device, "input")
             )
-        if ocfg.backend == "file":
-            if not ocfg.path:
-                raise AudioDeviceError(
-                    "audio.output.path is required with audio.output.backend: file"
-                )
-            out_rate = ocfg.sample_rate or FILE_OUTPUT_RATE
-        else:
-            out_rate = ocfg.sample_rate or devices.default_rate(
-                devices.find_device(ocfg.device, "output")
-            )
-        capture = Capture(
-            loop, on_chunk, in_rate, self._input_format.rate, self._chunk_ms, icfg.queue_ms
-        )
-        playback = Playback(out_rate, self._ring_ms, self._prebuffer_ms, self._volume)
-        playback.set_format(self._output_format)
-        playback.on_finished = lambda: self._post(loop, self._idle.set)
-        in_block = max(1, in_rate * icfg.chunk_ms // 1000)
-        out_block = max(1, out_rate * ocfg.block_ms // 1000)
-        inp: _Device
-        out: _Device
-        if source_samples is not None:
-            inp = FileSource(capture, source_samples, in_rate, icfg.chunk_ms, loop=icfg.loop)
-            inp.name = str(icfg.path)
-        else:
-            inp = _SdStream("input", icfg.device, in_rate, in_block, icfg.latency, capture=capture)
-        if ocfg.backend == "file":
-            assert ocfg.path is not None
-            try:
-                self._writer = WavWriter(ocfg.path, out_rate)
-            except OSError as exc:
-                raise AudioDeviceError(f"audio.output.path {ocfg.path!r}: {exc}") from exc
-            out = FileSink(playback, self._writer, ocfg.block_ms)
-            out.name = ocfg.path
-        else:
-            out = _SdStream(
-                "output", ocfg.device, out_rate, out_block, ocfg.latency, playback=playback
-            )
-        self._capture, self._playback, self._input, self._output = capture, playback, inp, out
         try:
-            out.open()
-            inp.open()
-        except BaseException:
-            await self._close_devices()
-            if self._writer is not None:
-                self._writer.close()
-            self._capture = self._playback = self._input = self._output = self._writer = None
-            raise
-        for kind, dev, rate in (("input", inp, in_rate), ("output", out, out_rate)):
-            if not dev.portaudio:
-                event(
-                    log,
-                    "audio.stream_opened",
-                    kind=kind,
-                    backend="file",
-                    device=dev.name,
-                    rate=rate,
+            if ocfg.backend == "file":
+                out_rate = ocfg.sample_rate or FILE_OUTPUT_RATE
+            else:
+                out_rate = ocfg.sample_rate or devices.default_rate(
+                    devices.find_device(ocfg.device, "output")
                 )
-        self._supervisor = asyncio.create_task(self._supervise(), name="audio-supervisor")
+            capture = Capture(
+                loop,
+                self._on_chunk,
+                in_rate,
+                self._input_format.rate,
+                self._chunk_ms,
+                icfg.queue_ms,
+            )
+            playback = Playback(out_rate, self._ring_ms, self._prebuffer_ms, self._volume)
+            playback.set_format(self._output_format)
+            playback.on_finished = lambda: self._post(loop, self._idle.set)
+            out: _Device
+            if ocfg.backend == "file":
+                assert ocfg.path is not None
+                try:
+                    self._writer = WavWriter(ocfg.path, out_rate)
+                except OSError as exc:
+                    raise AudioDeviceError(f"audio.output.path {ocfg.path!r}: {exc}") from exc
+                out = FileSink(playback, self._writer, ocfg.block_ms)
+                out.name = ocfg.path
+            else:
+                out_block = max(1, out_rate * ocfg.block_ms // 1000)
+                out = _SdStream(
+                    "output", ocfg.device, out_rate, out_block, ocfg.latency, playback=playback
+                )
+        except BaseException:
+            if reader is not None:
+                reader.close()
+            raise
+        inp: _Device
+        if reader is not None:
+            inp = FileSource(capture, reader, icfg.chunk_ms, loop=icfg.loop)
+        else:
+            in_block = max(1, in_rate * icfg.chunk_ms // 1000)
+            inp = _SdStream("input", icfg.device, in_rate, in_block, icfg.latency, capture=capture)
+        self._capture, self._playback, self._input, self._output = capture, playback, inp, out
+        self._rates = {"input": in_rate, "output": out_rate}
+
+    def _open_all(self) -> None:
+        """Build (when nothing is built yet) and open both devices; on failure nothing stays
+        open or built, so the next attempt starts from the configuration again."""
+        built = self._input is not None
+        if not built:
+            self._build()
+        assert self._input is not None and self._output is not None
+        try:
+            self._output.open()
+            self._input.open()
+        except BaseException:
+            for dev in (self._input, self._output):
+                dev.close()
+            if not built:
+                self._release_files()
+                self._capture = self._playback = self._input = self._output = None
+                self._writer = None
+            raise
+        if not built:
+            for kind, dev in (("input", self._input), ("output", self._output)):
+                if not dev.portaudio:
+                    event(
+                        log,
+                        "audio.stream_opened",
+                        kind=kind,
+                        backend="file",
+                        device=dev.name,
+                        rate=self._rates[kind],
+                    )
 
     def set_input_format(self, fmt: AudioFormat) -> None:
         self._input_format = AudioFormat("pcm", fmt.rate)
@@ -333,6 +389,12 @@ class AudioEngine:
                 await self._supervisor
             self._supervisor = None
         await self._close_devices()
+        self._release_files()
+
+    def _release_files(self) -> None:
+        """Close the file devices' files (the input WAV; the output WAV finalised)."""
+        if isinstance(self._input, FileSource):
+            self._input.release()
         if self._writer is not None:
             self._writer.close()
 
@@ -432,6 +494,10 @@ class AudioEngine:
             self._pending_latency = seconds
 
     async def _supervise(self) -> None:
+        if self._waiting_for is not None:  # nothing opened at start: wait for the devices
+            await self._reopen_with_backoff(self._waiting_for, first_failed=True)
+            self._waiting_for = None
+            self._opened.set()
         while True:
             await asyncio.sleep(CHECK_S)
             problem = self._problem()
@@ -464,9 +530,15 @@ class AudioEngine:
     async def _recover(self, lost: _Device, reason: str) -> None:
         """Close both devices, re-enumerate, reopen both; back off until it works."""
         self._device_errors += 1
-        self._recovering = True
         event(log, "audio.device_lost", logging.WARNING, device=lost.name, reason=reason)
-        attempt = 0
+        await self._reopen_with_backoff(lost.name)
+
+    async def _reopen_with_backoff(self, device: str, first_failed: bool = False) -> None:
+        """Reopen both devices until it works, doubling the delay (the device-lost path, and
+        the wait for a device missing at start: first_failed, that attempt already made).
+        Failures name the device, not the device list: audio.waiting listed that once."""
+        self._recovering = True
+        attempt = 1 if first_failed else 0
         try:
             while True:
                 attempt += 1
@@ -476,19 +548,18 @@ class AudioEngine:
                 try:
                     await asyncio.to_thread(self._reopen)
                 except Exception as exc:
+                    problem = exc.problem if isinstance(exc, AudioDeviceError) else str(exc)
                     event(
                         log,
                         "audio.reopen_failed",
                         logging.WARNING,
-                        device=lost.name,
+                        device=device,
                         attempt=attempt,
                         delay_s=delay,
-                        error=str(exc),
+                        error=problem,
                     )
                     continue
-                event(
-                    log, "audio.device_reopened", device=lost.name, attempt=attempt, delay_s=delay
-                )
+                event(log, "audio.device_reopened", device=device, attempt=attempt, delay_s=delay)
                 self._progress.clear()
                 return
         finally:
@@ -496,13 +567,14 @@ class AudioEngine:
 
     def _reopen(self) -> None:
         """Runs in a worker thread; stop() may have been called meanwhile."""
-        assert self._input is not None and self._output is not None
         if self._stopped:
             return
-        if self._input.portaudio or self._output.portaudio:
+        portaudio = "sounddevice" in (self._cfg.input.backend, self._cfg.output.backend)
+        if portaudio:
             devices.reinitialize()
-        self._output.open()
-        self._input.open()
+        self._open_all()
         if self._stopped:  # stop() ran while we were opening: do not leak open streams
+            assert self._input is not None and self._output is not None
             self._input.close()
             self._output.close()
+            self._release_files()

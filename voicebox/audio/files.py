@@ -1,7 +1,8 @@
 """File "devices" on a real-time clock, so the daemon runs without a sound card.
 
 `FileSource` feeds a WAV (any rate and channel count, mixed to mono) into a `Capture` one period
-at a time, then silence (or the WAV again with loop). `FileSink` pulls one period at a time from a
+at a time, then silence (or the WAV again with loop), reading the file in blocks as it goes.
+`FileSink` pulls one period at a time from a
 `Playback` and appends it, silence included, to a WAV whose header is patched on every flush, so
 the file is valid at any moment, even if the process is killed. Both run in their own thread,
 paced by a monotonic clock that catches up without drift.
@@ -21,10 +22,11 @@ import numpy.typing as npt
 
 from voicebox.audio.capture import Capture
 from voicebox.audio.playback import Playback
-from voicebox.audio.resample import convert
+from voicebox.audio.resample import StreamResampler, convert
 
 MAX_CATCH_UP = 50  # periods processed back to back before looking at the clock again
 FLUSH_PERIODS = 25  # periods between header patches of the output WAV
+READ_FRAMES = 4096  # source frames read from an input WAV at a time
 
 
 class PeriodClock:
@@ -65,11 +67,8 @@ class PeriodClock:
                 self._sleep(delay)
 
 
-def read_wav_mono(path: str | Path, rate: int | None = None) -> tuple[npt.NDArray[np.int16], int]:
-    """A WAV as int16 mono (channels averaged), resampled to `rate` if given, and its rate."""
-    with wave.open(str(path), "rb") as w:
-        channels, width, src_rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-        raw = w.readframes(w.getnframes())
+def _mono(raw: bytes, width: int, channels: int) -> npt.NDArray[np.int16]:
+    """Interleaved WAV sample bytes to int16 mono (channels averaged)."""
     if width == 1:
         x = (np.frombuffer(raw, dtype=np.uint8).astype(np.int32) - 128) << 8
     elif width == 2:
@@ -77,11 +76,95 @@ def read_wav_mono(path: str | Path, rate: int | None = None) -> tuple[npt.NDArra
     elif width == 3:
         b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
         x = ((b[:, 0] << 8) | (b[:, 1] << 16) | (b[:, 2] << 24)) >> 16
-    elif width == 4:
-        x = np.frombuffer(raw, dtype="<i4").astype(np.int32) >> 16
     else:
-        raise ValueError(f"{path}: unsupported sample width {width} bytes")
-    mono = x.reshape(-1, channels).mean(axis=1).astype(np.int16)
+        x = np.frombuffer(raw, dtype="<i4").astype(np.int32) >> 16
+    mono: npt.NDArray[np.int16] = x.reshape(-1, channels).mean(axis=1).astype(np.int16)
+    return mono
+
+
+class WavReader:
+    """A WAV file read a block at a time as int16 mono at `rate` (channels averaged, resampled
+    as it streams), so memory does not depend on the file's length."""
+
+    def __init__(self, path: str | Path, rate: int | None = None, read_frames: int = READ_FRAMES):
+        self.path = str(path)
+        self._wav = wave.open(self.path, "rb")  # noqa: SIM115 - kept open while it streams
+        try:
+            self.channels = self._wav.getnchannels()
+            self.width = self._wav.getsampwidth()
+            self.src_rate = self._wav.getframerate()
+            self.nframes = self._wav.getnframes()
+            if self.width not in (1, 2, 3, 4):
+                raise ValueError(f"{path}: unsupported sample width {self.width} bytes")
+            if self.src_rate <= 0:
+                raise ValueError(f"{path}: invalid sample rate {self.src_rate}")
+        except BaseException:
+            self._wav.close()
+            raise
+        self.rate = rate or self.src_rate
+        self._read_frames = read_frames
+        self._resampler = StreamResampler(self.src_rate, self.rate)
+        self._pending: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
+        self._offset = 0
+        self.frames_read = 0  # source frames read from the file since the last rewind
+        self.bytes_read = 0  # sample bytes read from the file, in total
+        self.at_end = False  # every sample of the file has been handed out
+
+    def read_into(self, out: npt.NDArray[np.int16]) -> int:
+        """Fill `out` from the file; fewer samples only at its end."""
+        filled = 0
+        while filled < len(out):
+            if self._offset >= len(self._pending):
+                if self.at_end:
+                    break
+                self._refill()
+                continue
+            n = min(len(out) - filled, len(self._pending) - self._offset)
+            out[filled : filled + n] = self._pending[self._offset : self._offset + n]
+            filled += n
+            self._offset += n
+        return filled
+
+    def _refill(self) -> None:
+        """Read and convert the next block of the file (the resampler may hold it back)."""
+        raw = self._wav.readframes(self._read_frames)
+        self.bytes_read += len(raw)
+        frames = len(raw) // (self.width * self.channels)
+        self.frames_read += frames
+        last = frames < self._read_frames
+        usable = raw[: frames * self.width * self.channels]
+        self._pending = self._resampler.process(_mono(usable, self.width, self.channels), last)
+        self._offset = 0
+        self.at_end = last
+
+    def rewind(self) -> None:
+        """Back to the first sample (loop)."""
+        self._wav.rewind()
+        self._resampler.reset()
+        self._pending = self._pending[:0]
+        self._offset = 0
+        self.frames_read = 0
+        self.at_end = False
+
+    def reopened(self) -> WavReader:
+        """The same file opened again at the same position (after a read error)."""
+        self.close()
+        fresh = WavReader(self.path, self.rate, self._read_frames)
+        fresh._wav.setpos(min(self.frames_read, fresh._wav.getnframes()))
+        fresh.frames_read = self.frames_read
+        return fresh
+
+    def close(self) -> None:
+        self._wav.close()
+
+
+def read_wav_mono(path: str | Path, rate: int | None = None) -> tuple[npt.NDArray[np.int16], int]:
+    """A whole WAV as int16 mono (channels averaged), resampled to `rate` if given, and its rate."""
+    with wave.open(str(path), "rb") as w:
+        channels, width, src_rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
+        if width not in (1, 2, 3, 4):
+            raise ValueError(f"{path}: unsupported sample width {width} bytes")
+        mono = _mono(w.readframes(w.getnframes()), width, channels)
     if rate is not None and rate != src_rate:
         return convert(mono, src_rate, rate), rate
     return mono, src_rate
@@ -114,6 +197,7 @@ class _Paced:
             self.error = exc
 
     def open(self) -> None:
+        self.error = None  # a fresh start: an error of the last run is what recovery reopened for
         self._stop.clear()
         self._thread = threading.Thread(target=self.run, name=self._thread_name, daemon=True)
         self._thread.start()
@@ -133,43 +217,50 @@ class _Paced:
 
 
 class FileSource(_Paced):
-    """A WAV played into a Capture in real time; silence (or the WAV again) after its end."""
+    """A WAV played into a Capture in real time; silence (or the WAV again) after its end.
+
+    The file is read as the clock asks for it, one block ahead at most."""
 
     def __init__(
         self,
         capture: Capture,
-        samples: npt.NDArray[np.int16],
-        rate: int,
+        reader: WavReader,
         block_ms: int,
         loop: bool = False,
         clock: PeriodClock | None = None,
     ) -> None:
-        self.block = max(1, rate * block_ms // 1000)
-        super().__init__("voicebox-file-input", self.block / rate, clock)
+        self.block = max(1, reader.rate * block_ms // 1000)
+        super().__init__("voicebox-file-input", self.block / reader.rate, clock)
+        self.name = reader.path
         self.capture = capture
-        self.samples = samples
+        self.reader = reader
         self.loop = loop
-        self.pos = 0
         self._silence: npt.NDArray[np.int16] = np.zeros(self.block, dtype=np.int16)
         self._buf: npt.NDArray[np.int16] = np.zeros(self.block, dtype=np.int16)
 
+    def open(self) -> None:
+        if self.error is not None:  # a read failed: start again from a fresh handle
+            self.reader = self.reader.reopened()
+        super().open()
+
     def step(self) -> None:
-        total = len(self.samples)
-        if self.pos >= total and not (self.loop and total):
+        filled = self.reader.read_into(self._buf)
+        while filled < self.block and self.loop and self.reader.nframes:
+            self.reader.rewind()
+            n = self.reader.read_into(self._buf[filled:])
+            if n == 0:
+                break
+            filled += n
+        if filled == 0:
             self.capture.on_block(self._silence)
             return
-        filled = 0
-        while filled < self.block:
-            if self.pos >= total:
-                if not (self.loop and total):
-                    break
-                self.pos = 0
-            n = min(self.block - filled, total - self.pos)
-            self._buf[filled : filled + n] = self.samples[self.pos : self.pos + n]
-            filled += n
-            self.pos += n
         self._buf[filled:] = 0
         self.capture.on_block(self._buf)
+
+    def release(self) -> None:
+        """Close the file (the engine's stop)."""
+        self.close()
+        self.reader.close()
 
 
 class WavWriter:

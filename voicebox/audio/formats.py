@@ -9,8 +9,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-_FORMAT = re.compile(r"^(pcm|ulaw)_(\d{4,6})$")
+_FORMAT = re.compile(r"^(pcm|ulaw)_(\d+)$")
 WIRE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+WIRE_FORMATS = (*(f"pcm_{rate}" for rate in WIRE_RATES), "ulaw_8000")  # what the protocol defines
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,12 @@ class AudioFormat:
 
     @classmethod
     def parse(cls, text: str) -> AudioFormat:
-        """Parse `pcm_<rate>` or `ulaw_<rate>`; ValueError names what was wrong."""
-        m = _FORMAT.match(text or "")
-        if not m:
+        """Parse one of the protocol's formats (WIRE_FORMATS); ValueError names what was wrong
+        (a rate like pcm_0000 would only fail later, in a resampler on the receive path)."""
+        m = _FORMAT.match(text or "") if isinstance(text, str) else None
+        if not m or m.group(0) not in WIRE_FORMATS:
             raise ValueError(
-                f"unsupported audio format {text!r} (expected pcm_<rate> or ulaw_8000)"
+                f"unsupported audio format {text!r} (expected one of {', '.join(WIRE_FORMATS)})"
             )
         encoding: Literal["pcm", "ulaw"] = "pcm" if m.group(1) == "pcm" else "ulaw"
         return cls(encoding, int(m.group(2)))

@@ -138,7 +138,9 @@ class Playback:
         finished = False
         with self._lock:
             if self._in_reply and not self._flowing:
-                ready = self.ring.available >= self._prebuffer
+                # A pre-roll the ring cannot hold (a small buffer_ms, a tuner raising it) would
+                # hold the reply back until its end: a full ring is pre-rolled enough.
+                ready = self.ring.available >= min(self._prebuffer, self.ring.capacity)
                 self._flowing = ready or self._ended
             if self._flowing:
                 n = self.ring.read_into(out)

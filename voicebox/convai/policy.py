@@ -15,6 +15,7 @@ No I/O, no clock: lifetimes and the RNG are passed in.
 from __future__ import annotations
 
 import enum
+import math
 import random
 from dataclasses import dataclass
 
@@ -172,8 +173,22 @@ class Decision:
     reason: str
 
 
+_DEFAULTS = ReconnectConfig()
+MAX_RETRY_AFTER_S = 3600.0  # a server-given floor longer than this is not believed
+
+
+def _seconds(value: float | None, fallback: float) -> float:
+    """`value` if it is a finite number >= 0, else `fallback` (NaN and infinity never pass)."""
+    if value is None or not math.isfinite(value) or value < 0:
+        return fallback
+    return float(value)
+
+
 class ReconnectPolicy:
-    """Backoff with full jitter, reset after a stable session, and a quick-failure breaker."""
+    """Backoff with full jitter, reset after a stable session, and a quick-failure breaker.
+
+    Every delay it returns is finite: a NaN or infinite setting or Retry-After falls back to
+    the default (the config loader refuses them; this is the policy's own guarantee)."""
 
     def __init__(self, cfg: ReconnectConfig, rng: random.Random | None = None) -> None:
         self._cfg = cfg
@@ -198,7 +213,8 @@ class ReconnectPolicy:
 
     def backoff_s(self, n: int) -> float:
         """Full jitter: uniform(0, min(max_s, initial_s * 2**n))."""
-        cap = min(self._cfg.max_s, self._cfg.initial_s * 2.0 ** min(n, 60))
+        initial = _seconds(self._cfg.initial_s, _DEFAULTS.initial_s)
+        cap = min(_seconds(self._cfg.max_s, _DEFAULTS.max_s), initial * 2.0 ** min(n, 60))
         return self._rng.uniform(0.0, cap)
 
     def session_ended(
@@ -219,7 +235,8 @@ class ReconnectPolicy:
             self._failures = 0
         if quick and end.end_class is not EndClass.DURATION_CAP:
             self._quick += 1
-        floor = end.retry_after_s or 0.0
+        floor = min(_seconds(end.retry_after_s, 0.0), MAX_RETRY_AFTER_S)
+        degraded_s = _seconds(cfg.degraded_s, _DEFAULTS.degraded_s)
         config_end = end.end_class is EndClass.CONFIG
         if config_end and worked and not self._config_retried and not self.degraded:
             self._config_retried = True
@@ -230,16 +247,16 @@ class ReconnectPolicy:
             self._config_retried = False
         if config_end:
             self.degraded = True
-            return Decision(max(cfg.degraded_s, floor), self._failures, True, end.reason)
+            return Decision(max(degraded_s, floor), self._failures, True, end.reason)
         if self._quick >= cfg.quick_failures:
             self.degraded = True
             reason = (
                 f"{self._quick} sessions in a row closed within {cfg.quick_failure_s:g} s of "
                 f"opening (likely cause: agent configuration or overrides): {end.reason}"
             )
-            return Decision(max(cfg.degraded_s, floor), self._failures, True, reason)
+            return Decision(max(degraded_s, floor), self._failures, True, reason)
         if self.degraded and end.end_class is EndClass.TRANSIENT:
-            return Decision(max(cfg.degraded_s, floor), self._failures, True, end.reason)
+            return Decision(max(degraded_s, floor), self._failures, True, end.reason)
         if end.end_class is EndClass.TRANSIENT:
             delay = max(self.backoff_s(self._failures), floor)
             self._failures += 1
