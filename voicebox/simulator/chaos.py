@@ -143,6 +143,7 @@ async def run_chaos(
         if ev.kind.startswith("http:"):
             status = int(ev.kind.split(":")[1])
             first = len(sim.connections) + 1
+            now = loop.time()
             for k in range(ev.refusals):
                 sim.set_fault(Fault(first + k, "http", status, retry_after_s=1.0))
             conn = first
@@ -154,12 +155,12 @@ async def run_chaos(
                     conn = _live(sim)
                 except TimeoutError:
                     conn = None
+            now = loop.time()  # when it hits, not when a close handshake it starts ends
             if conn is not None:
                 try:
                     await sim.inject(parse_fault(f"{conn}:{ev.kind}"), conn)
                 except (LookupError, ConnectionClosed):
                     conn = None
-        now = loop.time()
         applied.append(Applied(n, round(now - t0, 3), ev.kind, conn, now))
         logs.event(
             log,
