@@ -71,6 +71,7 @@ class Daemon:
         self._supervisor_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._announcement: asyncio.Task[None] | None = None
+        self._shutting_down = False  # a SIGHUP from now on is ignored (GPIO is being closed)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -143,6 +144,7 @@ class Daemon:
         return 0
 
     async def shutdown(self) -> None:
+        self._shutting_down = True
         self._set_state(State.STOPPING, {})
         self.notifier.stopping()
         with contextlib.suppress(TimeoutError):
@@ -164,6 +166,9 @@ class Daemon:
 
     async def reload(self) -> None:
         """SIGHUP: apply the file if it is valid; READY=1 follows RELOADING=1 whatever happens."""
+        if self._shutting_down:  # it would reopen the GPIO and wake the supervisor being closed
+            logs.event(log, "config.reload_ignored", reason="stopping")
+            return
         self.notifier.reloading()
         try:
             await self._reload()

@@ -139,10 +139,18 @@ async def synthesize(
     return audio
 
 
+class _connect_here(connect):  # noqa: N801 (used like the function it extends)
+    """websockets' connect following no redirect: on another origin it would drop only the
+    Authorization and Cookie headers, so xi-api-key would go along. A 3xx stays InvalidStatus."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
+
+
 async def _exchange(url: str, headers: dict[str, str], outgoing: list[dict[str, Any]]) -> bytes:
     audio = bytearray()
     frames = aligned = 0
-    async with connect(
+    async with _connect_here(
         url,
         additional_headers=headers,
         max_size=MAX_MESSAGE,

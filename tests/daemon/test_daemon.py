@@ -338,3 +338,45 @@ async def test_push_to_talk_with_the_simulated_button(tmp_path: Path, sim: Simul
         assert await d.stop() == 0
     log = "\n".join(d.lines)
     assert "session.idle" in log and "Traceback" not in log
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["rollover", "cap_restart"])
+async def test_the_rollover_phrase_is_spoken_when_the_session_rolls_over(
+    tmp_path: Path, how: str
+) -> None:
+    # Rollover: one second into the session (cap 30 s, margin 29 s), at a quiet moment. Cap
+    # restart: rollover off, the simulator ends the session at its 2 s cap.
+    cap_s = 600.0 if how == "rollover" else 2.0
+    simulator = Simulator(SimConfig(first_message="", max_duration_s=cap_s, ping_interval_s=0.5))
+    await simulator.start()
+    try:
+        with wave.open(str(tmp_path / "in.wav"), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(silence(30.0).astype("<i2").tobytes())
+        config = _config(
+            tmp_path,
+            simulator.url,
+            extra="announcements:\n  rollover: Starting a new session.\n",
+        )
+        rollover = (
+            "  rollover: true\n  max_duration_s: 30\n  rollover_margin_s: 29\n"
+            if how == "rollover"
+            else "  rollover: false\n"
+        )
+        config.write_text(
+            config.read_text().replace("  mode: always_on\n", "  mode: always_on\n" + rollover)
+        )
+        async with run_daemon(tmp_path, config) as d:
+            await d.note("READY=1")
+            line = await d.log_line("announcement event=rollover")
+            assert "source=tone" in line  # no API key here: the fallback tone
+            state = await d.log_line("reason=rollover")
+            assert "conversation_id=conv_sim_2" in state
+            assert await d.stop() == 0
+    finally:
+        await simulator.stop()
+    log = "\n".join(d.lines)
+    assert "Traceback" not in log

@@ -22,6 +22,7 @@ larger frame fails the connection with 1009 before its payload is read; it is co
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import os
@@ -45,7 +46,7 @@ except ImportError:  # pragma: no cover (the C speedups are missing on this plat
     from websockets.utils import apply_mask
 
 from voicebox.audio.port import AudioPort, Chunk
-from voicebox.config import AgentConfig, Secret
+from voicebox.config import AgentConfig, Secret, api_base_problem
 from voicebox.convai import messages
 from voicebox.convai.policy import EndClass, SessionEnd, classify_end
 from voicebox.convai.replay import FrameWindow, MicFrame
@@ -93,11 +94,16 @@ class ConnectFailure(Exception):
         self.end = end
 
 
+class BadUrl(ValueError):
+    """agent.api_base cannot make a URL to connect to (a configuration problem)."""
+
+
 def _base(api_base: str) -> urllib.parse.SplitResult:
-    parts = urllib.parse.urlsplit(api_base)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"agent.api_base must be an http(s) URL, got {api_base!r}")
-    return parts
+    """api_base split, or BadUrl: checked as check-config checks it (scheme, host, IDNA, port)."""
+    problem = api_base_problem(api_base)
+    if problem is not None:
+        raise BadUrl(problem)
+    return urllib.parse.urlsplit(api_base)
 
 
 def conversation_url(api_base: str, agent_id: str) -> str:
@@ -149,10 +155,21 @@ class _HttpStatus(Exception):
         self.retry_after = retry_after
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx answer is not followed (urllib would copy xi-api-key to the new URL, whatever its
+    host or scheme): it stays an HTTPError, classified like any other refused request."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 def _fetch_signed_url_blocking(url: str, key: str, timeout: float) -> str:
     req = urllib.request.Request(url, headers={"xi-api-key": key, "Accept": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http(s) only)
+        with _OPENER.open(req, timeout=timeout) as resp:
             body = json.loads(resp.read(1 << 20))
     except urllib.error.HTTPError as exc:
         with exc:  # closes the error response's socket
@@ -161,6 +178,39 @@ def _fetch_signed_url_blocking(url: str, key: str, timeout: float) -> str:
     if not isinstance(signed, str) or not signed.startswith(("ws://", "wss://")):
         raise ValueError("get-signed-url answered without a ws(s) signed_url")
     return signed
+
+
+def connect_end(exc: Exception) -> SessionEnd | None:
+    """The classified end of a failure to open a session (building the URL from the config, the
+    signed-URL fetch, the handshake); None for an exception none of these raise (a bug)."""
+    if isinstance(exc, BadUrl):
+        return classify_end(failure="bad_url", error_message=str(exc))
+    if isinstance(exc, _HttpStatus):
+        return classify_end(http_status=exc.status, retry_after_s=_retry_after(exc.retry_after))
+    if isinstance(exc, InvalidStatus):
+        response = exc.response
+        return classify_end(
+            http_status=response.status_code,
+            retry_after_s=_retry_after(response.headers.get("Retry-After")),
+        )
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason if isinstance(exc.reason, BaseException) else OSError(exc.reason)
+        return classify_end(failure=_network_failure(reason))
+    if isinstance(exc, OSError | TimeoutError):
+        return classify_end(failure=_network_failure(exc))
+    if isinstance(exc, http.client.HTTPException | WebSocketException | ValueError):
+        # Garbage from the peer: not HTTP (BadStatusLine), a broken handshake, bad JSON.
+        detail = str(exc).strip() or type(exc).__name__
+        return classify_end(failure="protocol", error_message=detail[:200])
+    return None
+
+
+def _failure(exc: Exception, what: str = "") -> ConnectFailure:
+    end = connect_end(exc)
+    if end is None:
+        raise exc
+    prefix = f"{what}: " if what else ""
+    return ConnectFailure(SessionEnd(end.end_class, prefix + end.reason, end.retry_after_s))
 
 
 async def fetch_signed_url(agent: AgentConfig, api_key: Secret | None) -> str:
@@ -173,25 +223,13 @@ async def fetch_signed_url(agent: AgentConfig, api_key: Secret | None) -> str:
                 "elevenlabs_api_key, $ELEVENLABS_API_KEY or agent.api_key_file)",
             )
         )
-    url = signed_url_request(agent.api_base, agent.agent_id)
     try:
+        url = signed_url_request(agent.api_base, agent.agent_id)
         return await asyncio.to_thread(
             _fetch_signed_url_blocking, url, api_key.reveal(), agent.connect_timeout_s
         )
-    except _HttpStatus as exc:
-        end = classify_end(http_status=exc.status, retry_after_s=_retry_after(exc.retry_after))
-        raise ConnectFailure(
-            SessionEnd(end.end_class, f"signed URL: {end.reason}", end.retry_after_s)
-        ) from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason if isinstance(exc.reason, BaseException) else OSError(exc.reason)
-        end = classify_end(failure=_network_failure(reason))
-        raise ConnectFailure(SessionEnd(end.end_class, f"signed URL: {end.reason}")) from None
-    except (OSError, TimeoutError) as exc:
-        end = classify_end(failure=_network_failure(exc))
-        raise ConnectFailure(SessionEnd(end.end_class, f"signed URL: {end.reason}")) from None
-    except ValueError as exc:
-        raise ConnectFailure(SessionEnd(EndClass.TRANSIENT, f"signed URL: {exc}")) from None
+    except Exception as exc:  # connect_end classifies, or _failure re-raises a bug
+        raise _failure(exc, "signed URL") from None
 
 
 async def open_socket(agent: AgentConfig, api_key: Secret | None) -> ClientConnection:
@@ -201,7 +239,10 @@ async def open_socket(agent: AgentConfig, api_key: Secret | None) -> ClientConne
     if agent.requires_auth:
         url = await fetch_signed_url(agent, api_key)
     else:
-        url = conversation_url(agent.api_base, agent.agent_id)
+        try:
+            url = conversation_url(agent.api_base, agent.agent_id)
+        except BadUrl as exc:
+            raise _failure(exc) from None
     try:
         return await connect(
             url,
@@ -213,18 +254,8 @@ async def open_socket(agent: AgentConfig, api_key: Secret | None) -> ClientConne
             ping_timeout=KEEPALIVE_S,
             max_queue=MAX_QUEUE,
         )
-    except InvalidStatus as exc:
-        headers = exc.response.headers
-        end = classify_end(
-            http_status=exc.response.status_code,
-            retry_after_s=_retry_after(headers.get("Retry-After")),
-        )
-        raise ConnectFailure(end) from None
-    except (OSError, TimeoutError) as exc:
-        raise ConnectFailure(classify_end(failure=_network_failure(exc))) from None
-    except WebSocketException as exc:
-        end = classify_end(failure="network")
-        raise ConnectFailure(SessionEnd(end.end_class, f"handshake failed: {exc}")) from None
+    except Exception as exc:  # connect_end classifies, or _failure re-raises a bug
+        raise _failure(exc) from None
 
 
 class LatencyStats:

@@ -38,7 +38,8 @@ class SessionEnd:
     retry_after_s: float | None = None
 
 
-# Failures detected before or outside a close frame.
+# Failures detected before or outside a close frame. `bad_url`: the URL built from the config is
+# unusable (a configuration problem); `protocol`: the peer answered, but not in HTTP/WebSocket.
 FAILURES = (
     "refused",
     "dns",
@@ -48,6 +49,8 @@ FAILURES = (
     "half_open",
     "metadata_timeout",
     "oversize",
+    "bad_url",
+    "protocol",
 )
 
 TRY_AGAIN_S = 2.0  # 1013 "try again later" without a Retry-After: wait at least this long
@@ -119,6 +122,12 @@ def classify_end(
             return SessionEnd(
                 EndClass.TRANSIENT, f"HTTP {http_status}: service error", retry_after_s
             )
+        if 300 <= http_status < 400:
+            return SessionEnd(
+                EndClass.CONFIG,
+                f"HTTP {http_status}: redirect refused (the API key is never sent on; set "
+                "agent.api_base to the service's own URL)",
+            )
         return SessionEnd(EndClass.CONFIG, f"HTTP {http_status}: request rejected")
     # A quota error frame is fatal until fixed, whatever close follows it.
     if emsg and _is_quota(emsg) or _is_quota(etype) or _is_quota(close_reason):
@@ -130,6 +139,8 @@ def classify_end(
         return SessionEnd(EndClass.DURATION_CAP, "conversation reached the maximum duration")
     if local and failure is None:
         return SessionEnd(EndClass.NORMAL, f"closed by us: {close_reason or 'done'}")
+    if failure == "bad_url":
+        return SessionEnd(EndClass.CONFIG, f"agent.api_base is not usable: {emsg or 'bad URL'}")
     if failure is not None:
         text = {
             "refused": "connection refused",
@@ -140,6 +151,7 @@ def classify_end(
             "half_open": "no answer to a link probe (half-open connection)",
             "metadata_timeout": "no conversation metadata in time",
             "oversize": "the service sent a frame over our size limit (1009)",
+            "protocol": "the peer did not answer in HTTP/WebSocket",
         }.get(failure, failure)
         detail = f": {emsg}" if emsg else ""
         return SessionEnd(EndClass.TRANSIENT, text + detail)

@@ -76,6 +76,7 @@ class Supervisor:
         conv = cfg.conversation
         self._policy = ReconnectPolicy(conv.reconnect)
         self._state = State.IDLE
+        self._fields: dict[str, Any] = {}  # the fields last reported with the state
         self._always_on = conv.mode == "always_on"
         self._wanted = self._always_on
         self._mic_live = self._always_on
@@ -92,6 +93,7 @@ class Supervisor:
         self._history: deque[tuple[str, str]] = deque(maxlen=TRANSCRIPT_LINES)
         self._carry = False  # the next session continues the conversation
         self._cap_restart = False  # the next session replaces one that hit the duration cap
+        self._after_cap = False  # the session being opened continues one that hit the cap
         self._wake = asyncio.Event()
         self._interrupt = asyncio.Event()  # cuts a backoff wait short (stop, end_conversation)
         self._stop = asyncio.Event()
@@ -139,12 +141,19 @@ class Supervisor:
                     if not self._wanted and not self._stopping:
                         await self._until_stopped(self._wake.wait())
                     continue
-                await self._attempt()
+                try:
+                    await self._attempt()
+                except _Stopped:
+                    raise
+                except Exception as exc:  # a bug: say so loudly, then back off and go on
+                    await self._failed(exc)
         except _Stopped:
             pass
         finally:
-            if self._rollover_task is not None:
-                self._rollover_task.cancel()
+            rollover = self._rollover_task
+            if rollover is not None:  # it closes what it opened; run() returns after that
+                rollover.cancel()
+                await asyncio.wait([rollover])  # (a cancel of run() itself still propagates)
             link = self._link
             if link is not None and not link.done.is_set():
                 await self._close_link(link, "shutdown")
@@ -308,13 +317,15 @@ class Supervisor:
     # --- sessions ------------------------------------------------------------------------------
 
     def _set_state(self, state: State, **fields: Any) -> None:
-        if state == self._state and state not in (State.RECONNECTING, State.DEGRADED):
-            return
-        if state == self._state and not fields:
+        """Report a state; the same state again only when it brings a field value not reported
+        with it before (a new conversation id after a rollover, the next attempt number)."""
+        given = {k: v for k, v in fields.items() if v is not None}
+        if state == self._state and given.items() <= self._fields.items():
             return
         self._state = state
+        self._fields = given
         try:
-            self._on_state(state, {k: v for k, v in fields.items() if v is not None})
+            self._on_state(state, given)
         except Exception:
             log.exception("on_state callback failed")
 
@@ -398,13 +409,16 @@ class Supervisor:
             if not self._wanted or self._stopping:
                 link.act(s.close(1000, "end of conversation"))
                 return
-            self._activate(link)
+            self._activate(link, rolled_over=self._after_cap)
 
-    def _activate(self, link: SessionLink) -> None:
+    def _activate(self, link: SessionLink, rolled_over: bool) -> None:
         """This link now carries the mic: replay what the last link left unconfirmed, then the
-        resume buffer, each frame once, in capture order."""
+        resume buffer, each frame once, in capture order. rolled_over: it continues a session
+        that reached the duration cap (by a rollover or a cap restart), reported as
+        reason=rollover (the daemon speaks announcements.rollover)."""
         self._link = link
         self._near_cap = False
+        self._after_cap = False
         unconfirmed, self._unconfirmed = self._unconfirmed, []
         plan = plan_replay(unconfirmed, self._buffer.take(), self._buffer.seconds)
         for f in plan.frames:
@@ -424,6 +438,7 @@ class Supervisor:
         self._set_state(
             State.SPEAKING if self._audio.playing else State.LISTENING,
             conversation_id=link.session.conversation_id,
+            reason="rollover" if rolled_over else None,
         )
 
     async def _close_link(self, link: SessionLink, reason: str) -> None:
@@ -436,6 +451,7 @@ class Supervisor:
     async def _attempt(self) -> None:
         """One session from connect to end, then act on how it ended."""
         degraded = self._policy.degraded
+        self._after_cap = self._cap_restart
         if self._cap_restart:  # a planned continuation, not trouble: no backoff, no alarm
             self._cap_restart = False
             self._set_state(State.CONNECTING, reason="duration_cap")
@@ -484,6 +500,22 @@ class Supervisor:
                 limit_bytes=MAX_FRAME,
             )
         await self._ended(end, link.session.lifetime_s(), link)
+
+    async def _failed(self, exc: Exception) -> None:
+        """An exception no end classifies escaped a session: log it with its traceback, close
+        what is open and retry with backoff, so one bug does not take the appliance down."""
+        log.error(
+            "supervisor.error error=%s detail=%s",
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+            extra={"EVENT": "supervisor.error", "ERROR": type(exc).__name__},
+        )
+        link, self._link = self._link, None
+        if link is not None and not link.done.is_set():
+            await self._close_link(link, "internal error")
+        end = SessionEnd(EndClass.TRANSIENT, f"internal error: {type(exc).__name__}: {exc}")
+        await self._ended(end, None, None)
 
     def _absorb(self, link: SessionLink, history: bool) -> None:
         s = link.session
@@ -670,6 +702,15 @@ class Supervisor:
             except ConnectFailure as failure:
                 event(log, "rollover.failed", logging.WARNING, reason=failure.end.reason)
                 return
+            except Exception as exc:  # a bug: logged; the current session goes on to the cap
+                log.error(
+                    "rollover.failed error=%s detail=%s",
+                    type(exc).__name__,
+                    exc,
+                    exc_info=exc,
+                    extra={"EVENT": "rollover.failed", "ERROR": type(exc).__name__},
+                )
+                return
             new = self._start_link(ws, settings)
             timeout = self._cfg.agent.metadata_timeout_s
             try:
@@ -679,6 +720,9 @@ class Supervisor:
                 pass
             except asyncio.CancelledError:  # shutdown while the next session was opening
                 new.ws.transport.abort()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                        await new.done.wait()  # its I/O loop has seen the abort and ended
                 raise
             if (
                 not new.ready.is_set()
@@ -686,13 +730,14 @@ class Supervisor:
                 or old.done.is_set()
                 or self._link is not old
                 or self._stopping
+                or not self._wanted  # ended (or stopped) while the next session was opening
             ):
-                event(
-                    log,
-                    "rollover.failed",
-                    logging.WARNING,
-                    reason="new session not ready" if not new.ready.is_set() else "superseded",
-                )
+                if not new.ready.is_set():
+                    event(log, "rollover.failed", logging.WARNING, reason="new session not ready")
+                elif not self._wanted and not self._stopping:
+                    event(log, "rollover.abandoned", reason="conversation ended")
+                else:
+                    event(log, "rollover.failed", logging.WARNING, reason="superseded")
                 await self._close_link(new, "rollover abandoned")
                 return
             self._successor[old] = new
@@ -704,7 +749,7 @@ class Supervisor:
                 old=old.session.conversation_id,
                 new=new.session.conversation_id,
             )
-            self._activate(new)
+            self._activate(new, rolled_over=True)
             await self._close_link(old, "rollover")
         finally:
             self._rollover_task = None
