@@ -188,11 +188,17 @@ def test_1013_and_retry_after_still_set_a_floor_after_a_working_session() -> Non
     assert d.delay_s >= 7.0
 
 
-def test_a_config_end_after_a_working_session_gets_one_retry_then_degrades() -> None:
+def test_a_config_end_after_a_working_session_is_retried_and_one_without_proof_degrades() -> None:
     policy = ReconnectPolicy(CFG, random.Random(13))
     quota = SessionEnd(C, "quota exceeded")
     d = policy.session_ended(quota, 20.0, worked=True)
     assert not d.degraded and d.delay_s <= CFG.initial_s
+    for _ in range(3):  # refusals in between do not use the retry up
+        policy.session_ended(SessionEnd(T, "HTTP 429", 1.0), None)
+    # make chaos, seed 13: a session that worked (5 turns) then got a 1008 went degraded for
+    # 300 s because an earlier quota end had used the one retry up
+    d = policy.session_ended(SessionEnd(C, "1008"), 5.4, worked=True)
+    assert not d.degraded
     d = policy.session_ended(quota, 2.0, worked=False)
     assert d.degraded
     fresh = ReconnectPolicy(CFG, random.Random(14))

@@ -7,8 +7,8 @@ exponential backoff for transient failures, an immediate restart at the duration
 degraded mode (long fixed period) for configuration problems and for sessions that keep dying
 right after opening. A session that worked (metadata received, turns exchanged) proves the
 service is back and resets the backoff; a Retry-After, or a 1013 (TRY_AGAIN_S), still sets a
-floor. A configuration end (quota, 1008) of a session that worked gets one ordinary retry
-first: the same key and agent just worked, and only a second such end in a row means degraded.
+floor. A configuration end (quota, 1008) of a session that worked gets an ordinary retry: the
+same key and agent just worked; a config end of a session that did not work means degraded.
 No I/O, no clock: lifetimes and the RNG are passed in.
 """
 
@@ -207,7 +207,6 @@ class ReconnectPolicy:
         self._rng = rng or random.Random()
         self._failures = 0  # consecutive transient failures (backoff exponent)
         self._quick = 0  # consecutive sessions that died within quick_failure_s
-        self._config_retried = False  # a config end after a working session got its one retry
         self.degraded = False
 
     def update_config(self, cfg: ReconnectConfig) -> None:
@@ -250,13 +249,10 @@ class ReconnectPolicy:
         floor = min(_seconds(end.retry_after_s, 0.0), MAX_RETRY_AFTER_S)
         degraded_s = _seconds(cfg.degraded_s, _DEFAULTS.degraded_s)
         config_end = end.end_class is EndClass.CONFIG
-        if config_end and worked and not self._config_retried and not self.degraded:
-            self._config_retried = True
+        if config_end and worked and not self.degraded:
             delay = max(self.backoff_s(self._failures), floor)
             self._failures += 1
             return Decision(delay, self._failures, False, end.reason)
-        if opened and not config_end:
-            self._config_retried = False
         if config_end:
             self.degraded = True
             return Decision(max(degraded_s, floor), self._failures, True, end.reason)
