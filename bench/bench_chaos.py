@@ -402,7 +402,16 @@ def report(r: Run, a: Analysis) -> list[str]:
         out += [f"- {k} at {t:.0f} s: {dt:.1f} s" for k, t, dt in a.late]
     if a.lost:
         out += ["", f"Lost bursts ({len(a.lost)}), each with the fault nearest to it:", ""]
-        out += [f"- burst {b} at {t:.0f} s: {where}" for b, t, where in a.lost[:60]]
+        runs: list[list[tuple[int, float, str]]] = []
+        for item in a.lost:  # consecutive bursts with the same nearest fault: one line
+            if runs and item[0] == runs[-1][-1][0] + 1 and item[2][:12] == runs[-1][-1][2][:12]:
+                runs[-1].append(item)
+            else:
+                runs.append([item])
+        for run_ in runs:
+            (b0, t0, where), (b1, _, _) = run_[0], run_[-1]
+            name = f"burst {b0}" if b0 == b1 else f"bursts {b0}-{b1} ({len(run_)})"
+            out.append(f"- {name} from {t0:.0f} s: {where}")
     out += [
         "",
         "Delivered: >= 80 % of a burst's positions reached the agent on some session. "
