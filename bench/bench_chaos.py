@@ -337,7 +337,7 @@ def plot(r: Run, path: Path) -> None:
 
 def report(r: Run, a: Analysis) -> list[str]:
     tracebacks = sum("Traceback" in line for line in r.log_lines)
-    errors = sum(" ERROR " in line or " CRITICAL " in line for line in r.log_lines)
+    errors = sum(line.startswith(("ERROR ", "CRITICAL ")) for line in r.log_lines)
     crashed = r.died_early or r.rc not in (0,)
     out = [
         f"Chaos: `voicebox run` ({r.mode}) under {len(r.applied)} seeded faults "
@@ -346,7 +346,8 @@ def report(r: Run, a: Analysis) -> list[str]:
         "| what | value | target |",
         "|---|---|---|",
         f"| crashes (early exit or rc != 0) | {int(crashed)} (rc {r.rc}) | 0 |",
-        f"| tracebacks / ERROR lines in the daemon log | {tracebacks} / {errors} | 0 / - |",
+        f"| tracebacks / ERROR or CRITICAL lines in the daemon log | {tracebacks} / {errors} "
+        "| 0 / - |",
         f"| sessions opened | {a.sessions} | - |",
     ]
     share = 100.0 * a.delivered / a.spoken if a.spoken else float("nan")
