@@ -106,7 +106,8 @@ class Tuner:
         self.cpu_high = t.cpu_high_percent
         self.memory_low_mb = t.memory_low_mb
         configured_latency = out.latency if isinstance(out.latency, float | int) else None
-        probe_interval, probe_timeout = probe_timing(None, loaded=False)  # until measured
+        # Without adaptation the probes keep the loaded timing: nothing widens them under load.
+        probe_interval, probe_timeout = probe_timing(None, loaded=True)
         self.configured = Tuning(
             prebuffer_ms=out.prebuffer_ms,
             ring_ms=out.buffer_ms,
@@ -132,6 +133,7 @@ class Tuner:
         self.resume_lo = min(c.resume_buffer_s, RESUME_FLOOR_S)
         # the starting point: the configured values, adjusted for the board
         pre_floor, ring_cap = PROFILES.get(env.profile, PROFILES["desktop"])
+        calm_interval, calm_timeout = probe_timing(None, loaded=False)  # until measured
         self.base = Tuning(
             prebuffer_ms=int(_clamp(max(c.prebuffer_ms, pre_floor), self.pre_lo, self.pre_hi)),
             ring_ms=int(_clamp(min(c.ring_ms, ring_cap), self.ring_lo, self.ring_hi)),
@@ -139,8 +141,8 @@ class Tuner:
             receive_timeout_s=c.receive_timeout_s,
             latency_s=c.latency_s,
             resume_buffer_s=c.resume_buffer_s,
-            probe_interval_s=c.probe_interval_s,
-            probe_timeout_s=c.probe_timeout_s,
+            probe_interval_s=calm_interval,
+            probe_timeout_s=calm_timeout,
         )
         if not self.adaptive:
             self.base = c

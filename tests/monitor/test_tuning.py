@@ -304,6 +304,8 @@ def test_probe_timing_finds_a_dead_link_within_the_budget(rtt: float | None, loa
 def test_probe_timeout_follows_the_round_trip_and_the_load() -> None:
     tuner = Tuner(Config(), DESKTOP)
     assert (tuner.current.probe_interval_s, tuner.current.probe_timeout_s) == (1.0, 1.0)
+    fixed = Tuner(config(adaptive=False), DESKTOP).current  # nothing would widen it under load
+    assert (fixed.probe_interval_s, fixed.probe_timeout_s) == (1.0, 1.5)
     tuner.update(0.0, CALM, AudioStats(), None, True, probe_rtt_ms=100.0)
     assert tuner.current.probe_timeout_s == 1.4  # 1.0 + 4 x 100 ms
     tuner.update(1.0, sample(cpu=97), AudioStats(), None, True, probe_rtt_ms=100.0)
