@@ -1,6 +1,6 @@
 # voicebox: every target sets the machine up first, so on a fresh clone each is the only command.
 PY := .venv/bin/python
-.PHONY: bootstrap test lint format typecheck demo bench chaos soak unit-check clean
+.PHONY: bootstrap test lint format typecheck demo demo-phone bench chaos soak unit-check clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -19,6 +19,9 @@ format: bootstrap
 
 demo: bootstrap
 	@$(PY) scripts/demo.py
+
+demo-phone: bootstrap
+	@$(PY) scripts/demo_phone.py
 
 bench: bootstrap
 	@$(PY) bench/run.py

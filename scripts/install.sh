@@ -70,6 +70,7 @@ ETC=$ROOT/etc/voicebox
 CRED_DIR=$ETC/credentials
 CRED=$CRED_DIR/elevenlabs_api_key
 UNIT=$ROOT/etc/systemd/system/voicebox.service
+PHONE_UNIT=$ROOT/etc/systemd/system/voicebox-phone.service
 APP=$ROOT$PREFIX
 VENV=$APP/venv
 STATE=$ROOT/var/lib/voicebox
@@ -81,9 +82,11 @@ systemd_running() { [ -z "$ROOT" ] && [ -d /run/systemd/system ]; }
 if [ $UNINSTALL -eq 1 ]; then
     if systemd_running; then
         systemctl disable --now voicebox.service 2>/dev/null || true
+        systemctl disable --now voicebox-phone.service 2>/dev/null || true
     fi
-    rm -f "$UNIT"
+    rm -f "$UNIT" "$PHONE_UNIT"
     rm -rf "$ROOT/etc/systemd/system/voicebox.service.d"
+    [ -L "$ROOT/usr/local/bin/voicebox" ] && rm -f "$ROOT/usr/local/bin/voicebox"
     systemd_running && systemctl daemon-reload
     rm -rf "$APP" "$STATE"
     if [ -n "$ROOT" ] || getent passwd "$USER_NAME" >/dev/null; then
@@ -180,14 +183,9 @@ else
 fi
 
 if [ -n "$KEY" ]; then
-    install -d -m 0700 "$CRED_DIR"
-    (
-        umask 077
-        tmp=$(mktemp "$CRED_DIR/.key.XXXXXX")
-        printf '%s\n' "$KEY" >"$tmp"
-        chmod 0600 "$tmp"
-        mv -f "$tmp" "$CRED"
-    )
+    # the same code `voicebox setup` stores the key with (stdlib only: runs from the checkout)
+    printf '%s\n' "$KEY" | PYTHONPATH="$SRC" "$PY" -m voicebox.credentials "$CRED" ||
+        die "could not store the API key in $CRED"
     say "stored the API key in /etc/voicebox/credentials/elevenlabs_api_key (root only, 0600)"
 elif [ ! -s "$CRED" ]; then
     warn "no API key given: store one with --api-key-file FILE or --api-key-stdin"
@@ -212,6 +210,10 @@ sed -e "s#/opt/voicebox#$PREFIX#g" "$SRC/systemd/voicebox.service" >"$UNIT.tmp"
 chmod 0644 "$UNIT.tmp"
 mv -f "$UNIT.tmp" "$UNIT"
 say "installed /etc/systemd/system/voicebox.service"
+# Phone calls (Twilio) run in their own unit, installed but not enabled: see README "Phone calls".
+sed -e "s#/opt/voicebox#$PREFIX#g" "$SRC/systemd/voicebox-phone.service" >"$PHONE_UNIT.tmp"
+chmod 0644 "$PHONE_UNIT.tmp"
+mv -f "$PHONE_UNIT.tmp" "$PHONE_UNIT"
 
 agent_set() {
     "$VENV/bin/python" - "$ETC/config.yaml" <<'PY' 2>/dev/null
@@ -249,4 +251,17 @@ if [ -s "$CRED" ]; then
     fi
 fi
 
-say "done. Status: voicebox status; logs: journalctl -u voicebox -f"
+# --- the command on PATH, then setup or a check ---------------------------------------------
+
+install -d -m 0755 "$ROOT/usr/local/bin"
+ln -sfn "$PREFIX/venv/bin/voicebox" "$ROOT/usr/local/bin/voicebox"
+
+if agent_set; then
+    # a configured box (an upgrade, or a config brought along): look at everything once
+    say "checking it: voicebox doctor"
+    sys "$VENV/bin/python" -m voicebox doctor --quiet --config /etc/voicebox/config.yaml ||
+        warn "voicebox doctor found problems (above): each FAIL line says how to fix it"
+else
+    say "next: sudo voicebox setup (microphone, speaker, agent id, API key, button)"
+fi
+say "done. Check it any time: sudo voicebox doctor; status: voicebox status; logs: journalctl -u voicebox -f"

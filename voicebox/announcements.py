@@ -8,12 +8,13 @@ synthesis the network is not tried again for OFFLINE_HOLD_S, so later announceme
 Playback rule: announcements go through the conversation's playback ring and never overlap the
 agent. With `announcements.rule: wait` an announcement waits until the ring has played out (up to
 WAIT_LIMIT_S; then it is dropped, never spoken over the agent); with `interrupt` it cuts the agent
-(`AudioPort.interrupt()`) and plays at once. The phrase is synthesised as PCM at
-`tts.synthesis_format(cfg)` and played in the session's current output format: when the port
-exposes `output_format`, the PCM is converted to it (resample.convert + μ-law encoding if needed)
-and the port's format is never touched; otherwise the port is switched to the phrase's PCM format
-for the one `play()` + `end_reply()` and set back to pcm_16000 (the agents' default format) right
-after, before any other coroutine can run.
+and plays at once: through `cut_agent` (the supervisor's barge-in: the session drops the rest of
+the agent's turn and tells the service), else `AudioPort.interrupt()`. The phrase is synthesised
+as PCM at `tts.synthesis_format(cfg)` and played in the session's current output format: when the
+port exposes `output_format`, the PCM is converted to it (resample.convert + μ-law encoding if
+needed) and the port's format is never touched; otherwise the port is switched to the phrase's PCM
+format for the one `play()` + `end_reply()` and set back to pcm_16000 (the agents' default format)
+right after, before any other coroutine can run.
 
 Cache files: a header (magic, rate, byte length, CRC-32) then the PCM; written atomically
 (temp file + rename). A file whose header, length or checksum does not match is re-synthesised.
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -148,9 +150,16 @@ def phrase_for(cfg: Config, event_name: str) -> str | None:
 class Announcer:
     """Speaks the configured phrase of a daemon event through the conversation's AudioPort."""
 
-    def __init__(self, cfg: Config, audio: AudioPort, api_key: Secret | None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        audio: AudioPort,
+        api_key: Secret | None,
+        cut_agent: Callable[[], None] | None = None,
+    ) -> None:
         self._cfg = cfg
         self._audio = audio
+        self._cut_agent = cut_agent
         self._key = api_key
         self._lock = asyncio.Lock()
         self._pending = 0
@@ -226,7 +235,9 @@ class Announcer:
     async def _make_room(self, cfg: Config) -> bool:
         """Apply the rule: wait for the agent to finish, or cut it. False: gave up waiting."""
         if cfg.announcements.rule == "interrupt":
-            if self._audio.playing:
+            if self._cut_agent is not None:
+                self._cut_agent()
+            elif self._audio.playing:
                 self._audio.interrupt()
             return True
         deadline = time.monotonic() + WAIT_LIMIT_S

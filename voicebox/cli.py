@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from voicebox import __version__
 from voicebox.config import DEFAULT_PATH, EX_CONFIG, Config, Secret
@@ -19,6 +20,10 @@ COMMANDS = {
     "status": "voicebox.status:main_status",
     "say": "voicebox.tts:main_say",
     "announcements": "voicebox.announcements:main_announcements",
+    "phone": "voicebox.phone.server:main_phone",
+    "call": "voicebox.phone.server:main_call",
+    "doctor": "voicebox.doctor.run:main_doctor",
+    "setup": "voicebox.setup:main_setup",
 }
 
 
@@ -103,7 +108,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--prefetch", action="store_true", help="synthesise and cache every configured phrase"
     )
+
+    p = sub.add_parser("phone", help="serve phone calls to the agent (Twilio Media Streams)")
+    _add_config(p)
+
+    p = sub.add_parser("call", help="place an outbound phone call to the agent through Twilio")
+    _add_config(p)
+    p.add_argument("number", help="the number to call, E.164 (+15551234567)")
+
+    _add_doctor(sub)
+    _add_setup(sub)
     return parser
+
+
+def _add_doctor(sub: Any) -> None:
+    p = sub.add_parser("doctor", help="check everything the appliance needs; one line per check")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--quiet", action="store_true", help="do not play the speaker test tone")
+    p.add_argument("--button", action="store_true", help="ask for a button press (waits 10 s)")
+    p.add_argument("--root", default="/", metavar="DIR", help="check the system installed in DIR")
+
+
+def _add_setup(sub: Any) -> None:
+    p = sub.add_parser("setup", help="first-run setup: devices, agent, key, button; writes config")
+    _add_config(p)
+    p.add_argument("--root", default="/", metavar="DIR", help="set up the system installed in DIR")
+    p.add_argument("--non-interactive", action="store_true", help="take every answer from flags")
+    p.add_argument("--agent-id", default=None)
+    p.add_argument("--api-key-file", default=None, metavar="FILE", help="read the API key here")
+    p.add_argument("--input-device", default=None, help="name substring or index")
+    p.add_argument("--output-device", default=None, help="name substring or index")
+    p.add_argument("--button-pin", default=None, help="BCM pin, or none")
+    p.add_argument("--led-pin", default=None, help="BCM pin, or none")
+    p.add_argument("--mode", default=None, choices=("push_to_talk", "always_on"))
+    p.add_argument("--api-base", default=None, help="REST base (default from the config)")
+    p.add_argument("--no-check", action="store_true", help="do not check the key and agent")
 
 
 def load_for_command(path: str) -> tuple[Config, Secret | None]:

@@ -26,6 +26,8 @@ EX_CONFIG = 78
 CREDENTIAL_NAME = "elevenlabs_api_key"
 API_KEY_ENV = "ELEVENLABS_API_KEY"
 SECRET_KEYS = {"api_key", "xi_api_key", "xi-api-key", "apikey", "key", "token", "secret"}
+TWILIO_CREDENTIAL_NAME = "twilio_auth_token"
+TWILIO_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
 
 
 class ConfigError(Exception):
@@ -257,6 +259,28 @@ class PathsConfig:
 
 
 @dataclass(frozen=True)
+class PhoneConfig:
+    """`voicebox phone`: the Twilio Media Streams bridge (its own process and unit). The auth
+    token comes from the systemd credential `twilio_auth_token` or $TWILIO_AUTH_TOKEN."""
+
+    enabled: bool = _f(False, "serve phone calls (`voicebox phone` refuses to start otherwise)")
+    listen_host: str = _f("127.0.0.1", "address the webhook and media stream server listens on")
+    listen_port: int = _f(8088, "port it listens on (0 picks a free one)", ge=0, le=65535)
+    public_url: str = _f("", "https URL Twilio reaches this server at (tunnel or reverse proxy)")
+    account_sid: str = _f("", "Twilio account SID (AC...)")
+    from_number: str = _f("", "caller id of `voicebox call`, E.164 (+15551234567)")
+    max_calls: int = _f(4, "concurrent calls; one more is answered busy", ge=1)
+    api_base: str = _f("https://api.twilio.com", "Twilio REST base URL")
+    region: str | None = _f(None, "Twilio region of the REST API (ie1, au1); null: us1")
+    edge: str | None = _f(None, "Twilio edge location (dublin, sydney); null: default")
+    give_up_s: float = _f(20.0, "a call without the agent this long is ended", gt=0)
+    failure_message: str = _f(
+        "Sorry, the assistant is not available right now. Goodbye.",
+        "spoken before a call is ended because the agent cannot be reached",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole daemon configuration."""
 
@@ -270,6 +294,7 @@ class Config:
     tts: TtsConfig = field(default_factory=TtsConfig)
     announcements: AnnouncementsConfig = field(default_factory=AnnouncementsConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    phone: PhoneConfig = field(default_factory=PhoneConfig)
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -297,6 +322,14 @@ class _Loader:
         for key_node, value_node in node.value:
             key = str(key_node.value)
             sub = f"{path}.{key}" if path else key
+            if "token" in key.lower() and key not in fields:
+                self.problem(
+                    key_node,
+                    sub,
+                    "secrets do not belong in the YAML: put the Twilio auth token in the systemd "
+                    f"credential '{TWILIO_CREDENTIAL_NAME}' or ${TWILIO_TOKEN_ENV}",
+                )
+                continue
             if key.lower() in SECRET_KEYS or "api_key" in key.lower() and key not in fields:
                 self.problem(
                     key_node,
@@ -507,6 +540,11 @@ def _cross_checks(cfg: Config, loader: _Loader) -> None:
     problem = api_base_problem(cfg.agent.api_base)
     if problem is not None:
         loader.problem(nodes.get("agent.api_base"), "agent.api_base", problem)
+    for key in ("phone.public_url", "phone.api_base"):
+        url = getattr(cfg.phone, key.split(".")[1])
+        problem = api_base_problem(url) if url else None
+        if problem is not None:
+            loader.problem(nodes.get(key), key, problem)
 
 
 def api_base_problem(api: str) -> str | None:
@@ -576,6 +614,18 @@ def load_api_key(cfg: Config, environ: Mapping[str, str] | None = None) -> Secre
         if value:
             return Secret(value)
     return None
+
+
+def load_twilio_token(environ: Mapping[str, str] | None = None) -> Secret | None:
+    """The Twilio auth token: systemd credential, then $TWILIO_AUTH_TOKEN (never the YAML)."""
+    env = os.environ if environ is None else environ
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        value = _read_secret(Path(cred_dir) / TWILIO_CREDENTIAL_NAME)
+        if value:
+            return Secret(value)
+    value = env.get(TWILIO_TOKEN_ENV, "").strip()
+    return Secret(value) if value else None
 
 
 def _read_secret(path: Path) -> str:

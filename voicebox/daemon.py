@@ -62,7 +62,7 @@ class Daemon:
         self.monitor = Monitor(cfg.monitor)
         self.tools = builtin_tools(self.audio, status=self.snapshot)
         self.supervisor = Supervisor(cfg, self.audio, api_key, self.tools, self._on_state)
-        self.announcer = Announcer(cfg, self.audio, api_key)
+        self.announcer = Announcer(cfg, self.audio, api_key, cut_agent=self.supervisor.cut_agent)
         self.button: PushButton | StdinButton | None = None
         self.led: StatusLed | None = None
         self.status_server: StatusServer | None = None

@@ -74,6 +74,42 @@ def test_underrun_counted_only_inside_a_reply_and_rebuffers() -> None:
     assert pb.underruns == 1  # silence between replies is not an underrun
 
 
+def test_audio_after_an_ended_reply_is_a_reply_of_its_own() -> None:
+    # An announcement phrase is queued and ended; the agent's reply arrives behind it. The
+    # phrase plays out below the pre-roll, then the agent's audio gets its own pre-roll, and a
+    # gap in it is an underrun that waits to rebuffer, not the quiet end of the phrase's reply.
+    pb = make(prebuffer_ms=40)  # 640 samples
+    pb.play(tone(480, 3).tobytes())
+    pb.end_reply()
+    pb.play(tone(320).tobytes())  # the agent's first chunk: below its pre-roll
+    out = fill(pb, 2)
+    assert (out[:480] == 3).all() and not out[480:].any()  # phrase, then no trickle
+    assert pb.playing and pb.underruns == 0 and pb.replies_finished == 1
+    pb.play(tone(640).tobytes())
+    out = fill(pb, 4)
+    assert (out[:960] == 1000).all() and not out[960:].any()
+    assert pb.underruns == 1 and pb.playing  # the agent's gap: counted, the reply goes on
+    pb.play(tone(320).tobytes())
+    assert not fill(pb).any()  # rebuffering the pre-roll
+    pb.play(tone(320).tobytes())
+    assert (fill(pb, 2) == 1000).all()
+    pb.end_reply()
+    fill(pb)
+    assert not pb.playing and pb.replies_finished == 2 and pb.underruns == 1
+
+
+def test_audio_after_an_ended_reply_read_to_its_last_sample_gets_its_pre_roll() -> None:
+    pb = make(prebuffer_ms=40)  # 640 samples
+    pb.play(tone(PERIOD, 3).tobytes())
+    pb.end_reply()
+    assert (fill(pb) == 3).all()  # all of it read; its end not seen yet (the period was full)
+    pb.play(tone(320).tobytes())
+    assert not fill(pb).any()  # the new reply waits for its own pre-roll
+    assert pb.playing and pb.replies_finished == 1
+    pb.play(tone(320).tobytes())
+    assert (fill(pb, 2) == 1000).all()
+
+
 def test_a_raised_pre_roll_applies_to_the_refill_after_an_underrun() -> None:
     pb = make(prebuffer_ms=20)  # 320 samples
     pb.play(tone(400).tobytes())

@@ -135,7 +135,28 @@ def test_local_barge_in_drops_the_rest_of_the_reply() -> None:
     assert actions[0] == Interrupt()
     assert _sent(actions) == [{"type": "user_activity"}]
     assert s.receive(m.Audio(3, b"\x01\x00", None), 1.2) == []
+    s.receive(m.AgentResponse("next", 4), 1.25)  # the agent's next turn
     assert s.receive(m.Audio(4, b"\x01\x00", None), 1.3) == [Play(b"\x01\x00")]
+
+
+def test_local_barge_in_drops_the_turn_until_the_next_one_whatever_its_ids() -> None:
+    # A service may tag every chunk of a reply with a new event_id (the simulator does): the
+    # rest of the cut turn is stale until a sign of the next turn.
+    s = _ready()
+    s.receive(m.Audio(3, b"\x01\x00", None), 1.0)
+    s.barge_in(1.1)
+    assert s.receive(m.Audio(4, b"\x01\x00", None), 1.2) == []  # same turn, a new id
+    s.receive(m.AgentResponse("next", 5), 1.25)
+    assert s.receive(m.Audio(5, b"\x02\x00", None), 1.3) == [Play(b"\x02\x00")]
+    s.barge_in(1.4)
+    assert s.receive(m.Audio(6, b"\x01\x00", None), 1.5) == []
+    s.receive(m.UserTranscript("hi", 7), 1.6)
+    assert s.receive(m.Audio(8, b"\x03\x00", None), 1.7) == [Play(b"\x03\x00")]
+    s.barge_in(1.8)
+    assert s.receive(m.Audio(9, b"\x01\x00", None), 1.9) == []
+    gap = 1.9 + REPLY_GAP_S
+    assert s.receive(m.Audio(10, b"\x04\x00", None), gap) == [Play(b"\x04\x00")]
+    assert s.stale_audio == 3
 
 
 def test_tools_run_once_and_results_go_back() -> None:

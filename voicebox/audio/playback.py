@@ -3,6 +3,8 @@
 The same `Playback` feeds a sounddevice OutputStream callback and the file output's clock. The
 loop thread decodes and resamples in `play()`; the device thread only copies samples out of the
 ring in `fill()`, applies the volume in place and writes silence when there is nothing to play.
+Audio queued after `end_reply()` while the ended reply still plays out (an announcement phrase,
+then the agent) is a reply of its own behind it, with its own pre-roll and underrun accounting.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Playback:
         self._in_reply = False
         self._flowing = False
         self._ended = False
+        self._behind = 0  # samples ahead in the ring that belong to an ended reply
         # counters
         self.callbacks = 0
         self.underruns = 0
@@ -102,6 +105,12 @@ class Playback:
                 self._apply_ring_size()
                 self._prebuffer = self._samples(self.prebuffer_ms) if self.prebuffer_ms else 0
                 self._in_reply, self._flowing, self._ended = True, False, False
+            elif self._ended:  # a new reply behind the one still playing out
+                self._prebuffer = self._samples(self.prebuffer_ms) if self.prebuffer_ms else 0
+                self._behind, self._ended = self.ring.available, False
+                if not self._behind:  # it has just played out: the new one pre-rolls
+                    self._flowing = False
+                    self.replies_finished += 1
         return self.ring.write(samples) if len(samples) else 0
 
     def end_reply(self) -> int:
@@ -121,6 +130,7 @@ class Playback:
             dropped = self.ring.clear()
             was_playing = self._in_reply
             self._in_reply, self._flowing, self._ended = False, False, False
+            self._behind = 0
         self._resampler.reset()
         self._carry = b""
         if was_playing or dropped:
@@ -137,13 +147,21 @@ class Playback:
         n = 0
         finished = False
         with self._lock:
+            if self._behind:  # an ended reply plays out first, below the pre-roll
+                self._flowing = True
+                n = self.ring.read_into(out[: self._behind])
+                self._behind -= n
+                if self._behind == 0:
+                    self.replies_finished += 1
+                    finished = True
+                    self._flowing = False  # the reply behind it passes its own pre-roll gate
             if self._in_reply and not self._flowing:
                 # A pre-roll the ring cannot hold (a small buffer_ms, a tuner raising it) would
                 # hold the reply back until its end: a full ring is pre-rolled enough.
                 ready = self.ring.available >= min(self._prebuffer, self.ring.capacity)
                 self._flowing = ready or self._ended
-            if self._flowing:
-                n = self.ring.read_into(out)
+            if self._flowing and n < frames:
+                n += self.ring.read_into(out[n:])
                 if n < frames:
                     if self._ended:
                         if self.ring.available == 0:

@@ -167,6 +167,7 @@ class Session:
         self.user_active_at = -1e9  # the service last heard the user (VAD, tentative transcript)
         self._drop_upto = -1  # audio with event_id <= this is stale
         self._last_audio_id = -1
+        self._cut = False  # a local barge-in: the agent's audio is stale until its next turn
         self._last_activity = now
         self._resamplers: dict[int, StreamResampler] = {}
         self._silence = np.zeros(0, dtype=np.int16)
@@ -227,8 +228,12 @@ class Session:
         t = type(ev)
         if t is m.Audio:
             assert isinstance(ev, m.Audio)
-            if ev.event_id <= self._drop_upto:
+            if self._cut and now - self._last_audio_at >= REPLY_GAP_S:
+                self._cut = False  # a gap this long: the cut turn is over, this is the next one
+            if ev.event_id <= self._drop_upto or self._cut:
                 self.stale_audio += 1
+                if self._cut:
+                    self._last_audio_at = now
                 return []
             self._last_audio_id = ev.event_id
             self._last_audio_at = now
@@ -246,13 +251,15 @@ class Session:
         if t is m.Interruption:
             assert isinstance(ev, m.Interruption)
             self._drop_upto = max(self._drop_upto, ev.event_id)
-            self.in_reply = False
+            self.in_reply = self._cut = False
             return [
                 Interrupt(),
                 LogEvent("agent.interrupted", logging.DEBUG, {"event_id": ev.event_id}),
             ]
         if t is m.AgentResponse:
             assert isinstance(ev, m.AgentResponse)
+            if ev.event_id is None or ev.event_id > self._drop_upto:
+                self._cut = False  # the agent's next turn
             self.waiting_reply = False
             self._line("agent", ev.text)
             return []
@@ -276,13 +283,14 @@ class Session:
         if t is m.UserTranscript:
             assert isinstance(ev, m.UserTranscript)
             self.user_active_at = now
+            self._cut = False  # the user's turn: what the agent says next is a new turn
             if ev.text.strip():
                 self._line("user", ev.text)
                 self.waiting_reply = True
                 self._last_activity = now
             return []
         if t is m.AgentResponseComplete:
-            self.in_reply = False
+            self.in_reply = self._cut = False
             return [EndReply()]
         if t is m.ClientToolCall:
             assert isinstance(ev, m.ClientToolCall)
@@ -429,8 +437,12 @@ class Session:
         return m.user_audio_frame(formats.encode(samples, fmt))
 
     def barge_in(self, now: float) -> list[Action]:
-        """The user pressed while the agent speaks: drop the rest of the current reply locally."""
+        """The user pressed (or an announcement cut in) while the agent speaks: drop the rest of its
+        turn locally, up to its next turn (agent_response, user_transcript, interruption,
+        agent_response_complete or a REPLY_GAP_S gap; ids alone cannot tell, as a service may tag
+        every chunk anew), and tell the service."""
         self._drop_upto = max(self._drop_upto, self._last_audio_id)
+        self._cut = True
         self.in_reply = False
         self._last_activity = now
         return [Interrupt(), Send(m.user_activity())]

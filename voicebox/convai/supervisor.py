@@ -67,7 +67,12 @@ class Supervisor:
         api_key: Secret | None,
         tools: ToolRegistry,
         on_state: Callable[[State, dict[str, Any]], None],
+        *,
+        one_conversation: bool = False,
     ) -> None:
+        """one_conversation: a normal end (end_call, our own close) ends run() once the goodbye
+        has played, instead of idling or opening the next session (a phone call)."""
+        self._one_conversation = one_conversation
         self._cfg = cfg
         self._audio = audio
         self._api_key = api_key
@@ -137,6 +142,8 @@ class Supervisor:
             while not self._stopping:
                 if not self._wanted:
                     self._set_state(State.IDLE)
+                    if self._one_conversation:
+                        break
                     self._wake.clear()
                     if not self._wanted and not self._stopping:
                         await self._until_stopped(self._wake.wait())
@@ -192,17 +199,28 @@ class Supervisor:
     def press(self) -> None:
         """Button down: open a session if none, mic live, barge in on the agent."""
         self._mic_live = True
-        link = self._link
-        if (
-            link is not None
-            and link.session.ready
-            and (self._audio.playing or link.session.speaking())
-        ):
+        if self._barge_in():
             self._counters["barge_ins"] += 1
-            link.act(link.session.barge_in(link.now()))
         if not self._wanted and not self._stopping:
             self._wanted = True
             self._wake.set()
+
+    def cut_agent(self) -> None:
+        """Silence the agent (an announcement that interrupts): its turn is cut as by a barge-in;
+        with no session up, the audio still playing is dropped."""
+        if not self._barge_in() and self._audio.playing:
+            self._audio.interrupt()
+
+    def _barge_in(self) -> bool:
+        """Cut the agent's current turn in the session (the rest of it dropped, the service
+        told); False when no session is up or the agent is not speaking."""
+        link = self._link
+        if link is None or not link.session.ready:
+            return False
+        if not (self._audio.playing or link.session.speaking()):
+            return False
+        link.act(link.session.barge_in(link.now()))
+        return True
 
     def release(self) -> None:
         """Button up: mic gated (silence is streamed; the session is kept)."""
@@ -612,7 +630,7 @@ class Supervisor:
         if end.end_class is EndClass.NORMAL:
             self._carry = False
             self._history.clear()
-            if not self._always_on:  # push_to_talk: idle until the next press
+            if not self._always_on or self._one_conversation:  # idle until the next press
                 self._wanted = False
                 self._mic_live = False
                 self._buffer.clear()

@@ -6,6 +6,7 @@ works unchanged with `agent.api_base: http://127.0.0.1:PORT`:
     GET /v1/convai/conversation/get-signed-url?agent_id=A   -> {"signed_url": "ws://.../v1/convai/
                                                                conversation?agent_id=A&
                                                                conversation_signature=S"}
+    GET /v1/convai/agents/{agent_id}                        -> the agent's settings (agents.py)
     WS  /v1/convai/conversation?agent_id=A[&conversation_signature=S]
     WS  /v1/text-to-speech/{voice_id}/stream-input          -> voicebox.simulator.tts.serve_tts
 
@@ -33,7 +34,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -43,6 +44,7 @@ from voicebox import logs
 from voicebox.audio.formats import AudioFormat, decode
 from voicebox.convai import messages as m
 from voicebox.simulator import chaos
+from voicebox.simulator.agents import AGENTS_PATH, agent_settings
 from voicebox.simulator.bursts import BurstLog
 from voicebox.simulator.faults import OVERSIZE_BYTES, QUOTA_MESSAGE, Fault, FaultError, parse_fault
 from voicebox.simulator.vad import EnergyVad, SpeechEnd, SpeechStart
@@ -75,6 +77,7 @@ class SimConfig:
     port: int = 0  # 0 picks a free port
     api_key: str | None = None  # required (xi-api-key) for signed URLs when set
     agent_ids: frozenset[str] | None = None  # None accepts any agent id
+    overrides_disabled: frozenset[str] = frozenset()  # agents whose settings allow no override
     require_signature: bool = False  # a private agent: the socket needs a signed URL
     output_format: str = "pcm_16000"
     input_format: str = "pcm_16000"
@@ -283,6 +286,13 @@ class _Session:
             await self.ws.close(1008, "first message must be conversation_initiation_client_data")
             return False
         rec.initiation = init
+        if init.overrides and rec.agent_id in cfg.overrides_disabled:
+            # what the service does with an override the agent's settings do not allow
+            message = "Override not allowed by the agent's configuration"
+            error = {"code": 1008, "error_type": "override_error", "message": message}
+            await self.send(json.dumps({"type": "error", "error_event": error}))
+            await self.ws.close(1008, message)
+            return False
         agent = init.overrides.get("agent")
         first_message = agent.get("first_message") if isinstance(agent, dict) else None
         rec.first_message = first_message if isinstance(first_message, str) else cfg.first_message
@@ -794,6 +804,8 @@ class Simulator:
         agent_id = query.get("agent_id", [""])[0]
         if url.path == SIGNED_URL_PATH:
             return self._signed_url(connection, request, agent_id)
+        if url.path.startswith(AGENTS_PATH):
+            return self._get_agent(connection, request, url.path[len(AGENTS_PATH) :])
         if TTS_PATH.match(url.path):
             return None
         if url.path != CONVAI_PATH:
@@ -876,6 +888,28 @@ class Simulator:
         logs.event(log, "sim.signed_url.issued", agent_id=agent_id)
         self.notify()
         return _json_response(connection, 200, {"signed_url": f"ws://{host}{CONVAI_PATH}?{query}"})
+
+    def _get_agent(self, connection: ServerConnection, request: Request, raw_id: str) -> Response:
+        """GET /v1/convai/agents/{id}: 401 without the key, 404 for an unknown agent."""
+        key = self.config.api_key
+        if key is not None and request.headers.get("xi-api-key") != key:
+            body = {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}}
+            logs.event(log, "sim.get_agent.rejected", logging.WARNING, status=401)
+            return _json_response(connection, 401, body)
+        agent_id = unquote(raw_id)
+        known = self.config.agent_ids
+        if not agent_id or "/" in agent_id or (known is not None and agent_id not in known):
+            body = {"detail": {"status": "agent_not_found", "message": "Agent not found"}}
+            return _json_response(connection, 404, body)
+        cfg = self.config
+        settings = agent_settings(
+            agent_id,
+            first_message=cfg.first_message,
+            max_duration_s=cfg.max_duration_s,
+            enable_auth=cfg.require_signature,
+            overrides_enabled=agent_id not in cfg.overrides_disabled,
+        )
+        return _json_response(connection, 200, settings)
 
     # -- WebSocket side
 

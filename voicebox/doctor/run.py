@@ -1,0 +1,142 @@
+"""`voicebox doctor`: run every check in order, print one line each (or JSON), exit 0/1."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from voicebox import config
+from voicebox.config import API_KEY_ENV, CREDENTIAL_NAME, Config, Secret
+from voicebox.doctor import host as h
+from voicebox.doctor.audio import check_audio
+from voicebox.doctor.network import check_network
+from voicebox.doctor.report import Check, as_json, exit_code, fail, ok, summary, warn
+from voicebox.doctor.service import check_service
+
+
+def find_key(
+    cfg: Config, host: h.Host, environ: Mapping[str, str] | None = None
+) -> tuple[Secret | None, str]:
+    """The API key the daemon would use and where it came from; else the installed credential."""
+    env = os.environ if environ is None else environ
+    key = config.load_api_key(cfg, env)
+    if key:
+        cred_dir = env.get("CREDENTIALS_DIRECTORY")
+        if cred_dir and (Path(cred_dir) / CREDENTIAL_NAME).is_file():
+            return key, "the systemd credential"
+        if env.get(API_KEY_ENV, "").strip():
+            return key, f"${API_KEY_ENV}"
+        return key, f"agent.api_key_file {cfg.agent.api_key_file}"
+    try:
+        value = host.credential.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None, ""
+    return (Secret(value), f"/etc/voicebox/credentials/{CREDENTIAL_NAME}") if value else (None, "")
+
+
+def load_config(path: str) -> tuple[Config | None, Check]:
+    """The config and its verdict; the defaults when there is no file, None when it is invalid."""
+    try:
+        cfg = config.load(path)
+    except config.ConfigError as exc:
+        missing = any(p.endswith("no such file") for p in exc.problems)
+        fix = (
+            "create it: sudo voicebox setup"
+            if missing
+            else f"correct the lines named; check again with voicebox check-config --config {path}"
+        )
+        verdict = fail("config", "; ".join(exc.problems), fix)
+        # no file at all: the rest runs on the defaults (what setup starts from); a broken file
+        # would only mislead the other checks
+        return (Config() if missing else None), verdict
+    return cfg, ok("config", f"{path} is valid")
+
+
+def checks(
+    config_path: str,
+    host: h.Host,
+    *,
+    quiet: bool = False,
+    button: bool = False,
+    pin_factory: Any = None,
+    say: Callable[[str], None] = print,
+    environ: Mapping[str, str] | None = None,
+) -> Iterator[Check]:
+    """Every check, in the order a person would fix things."""
+    cfg, verdict = load_config(config_path)
+    yield verdict
+    if cfg is None:
+        yield warn(
+            "skipped",
+            "the service, network, audio, button and cache checks need a valid config",
+            "fix the config first",
+        )
+    else:
+        key, source = find_key(cfg, host, environ)
+        yield from check_service(cfg, key, source)
+        yield from check_network(cfg.agent.api_base)
+        if host.unit_active():
+            yield warn(
+                "audio",
+                "voicebox is running and holds the sound devices: they are not opened",
+                "to test the mic and speaker too: sudo systemctl stop voicebox; voicebox doctor",
+            )
+        else:
+            yield from check_audio(cfg.audio, quiet)
+    yield from h.check_permissions(host)
+    yield h.check_lgpio(host)
+    if cfg is not None and not (host.unit_active() and cfg.gpio.button.pin is not None):
+        yield h.check_button(cfg, pin_factory, press=button, say=say)
+    elif cfg is not None:
+        yield warn(
+            "button",
+            "voicebox is running and holds the button pin: not read",
+            "to test the button too: sudo systemctl stop voicebox; voicebox doctor --button",
+        )
+    yield from h.check_systemd(host)
+    yield h.check_credential(host)
+    yield h.check_journal(host)
+    if cfg is not None:
+        yield h.check_cache(cfg, host)
+        yield h.check_disk(cfg, host)
+    yield h.check_temperature(host)
+    yield h.check_throttling(host)
+
+
+def _guarded(it: Iterator[Check]) -> Iterator[Check]:
+    """A check that breaks is reported as a failure of doctor itself, never a traceback."""
+    while True:
+        try:
+            yield next(it)
+        except StopIteration:
+            return
+        except Exception as exc:
+            yield fail(
+                "doctor",
+                f"a check crashed: {type(exc).__name__}: {exc}",
+                "report this with the output of voicebox doctor",
+            )
+            return
+
+
+def main_doctor(args: argparse.Namespace) -> int:
+    """`voicebox doctor [--config PATH] [--json] [--quiet] [--button] [--root DIR]`."""
+    from voicebox import logs
+
+    logs.setup("error")
+    host = h.Host(root=Path(args.root))
+    say: Callable[[str], None] = (lambda text: print(text, file=sys.stderr)) if args.json else print
+    results: list[Check] = []
+    for check in _guarded(checks(args.config, host, quiet=args.quiet, button=args.button, say=say)):
+        results.append(check)
+        if not args.json:
+            print(check.line(), flush=True)
+    if args.json:
+        print(as_json(results))
+    else:
+        print(summary(results))
+    return exit_code(results)

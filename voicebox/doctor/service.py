@@ -1,0 +1,298 @@
+"""REST checks against the agent service: key accepted, agent known, signed URL, overrides enabled.
+
+Endpoints and fields (ElevenLabs API reference, Agents Platform):
+  GET {api_base}/v1/convai/agents/{agent_id}                      (get agent, header xi-api-key)
+  GET {api_base}/v1/convai/conversation/get-signed-url?agent_id=A (private agents)
+The agent's `platform_settings.auth.enable_auth` says whether it is private, and
+`platform_settings.overrides.conversation_config_override.<section>.<field>` (booleans, default
+false) which per-conversation overrides it accepts; `platform_settings.overrides.
+custom_llm_extra_body` gates the custom LLM body. The simulator serves the same paths and answers.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from voicebox.config import Config, Secret
+from voicebox.convai.connection import signed_url_request
+from voicebox.doctor.report import Check, fail, ok, warn
+
+AGENT_PATH = "/v1/convai/agents/"
+MAX_TIMEOUT_S = 10.0
+SETUP_HINT = "run `sudo voicebox setup`, or store the key with scripts/install.sh --api-key-file"
+
+# config key in agent.overrides -> its permission flag under
+# platform_settings.overrides.conversation_config_override
+OVERRIDE_FLAGS: dict[str, tuple[str, ...]] = {
+    "first_message": ("agent", "first_message"),
+    "language": ("agent", "language"),
+    "prompt": ("agent", "prompt", "prompt"),
+    "voice_id": ("tts", "voice_id"),
+    "max_duration_s": ("conversation", "max_duration_seconds"),
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer: status, parsed JSON body (or None) and headers (lower-case names)."""
+
+    status: int
+    body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Unreachable(Exception):
+    """The request never got an HTTP answer; the message says why (dns, refused, tls, timeout)."""
+
+
+def agent_url(api_base: str, agent_id: str) -> str:
+    parts = urllib.parse.urlsplit(api_base)
+    path = parts.path.rstrip("/") + AGENT_PATH + urllib.parse.quote(agent_id, safe="")
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def why_unreachable(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):
+        exc = exc.reason
+    if isinstance(exc, socket.gaierror):
+        return f"name lookup failed ({exc.strerror or exc})"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not accepted ({exc.verify_message or exc})"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed ({exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx stays an answer: urllib would copy xi-api-key to whatever host it names."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def get_json(url: str, key: Secret | None, timeout: float) -> Answer:
+    """GET url with the key in xi-api-key; any HTTP status is an Answer, no answer Unreachable."""
+    headers = {"Accept": "application/json"}
+    if key:
+        headers["xi-api-key"] = key.reveal()
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            raw, status, hdrs = resp.read(1 << 20), resp.status, resp.headers
+    except urllib.error.HTTPError as exc:
+        with exc:
+            raw, status, hdrs = exc.read(1 << 16), exc.code, exc.headers
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise Unreachable(why_unreachable(exc)) from None
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    return Answer(status, body, {k.lower(): v for k, v in hdrs.items()})
+
+
+def _dig(data: Any, *path: str) -> Any:
+    for part in path:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)
+    return data
+
+
+def overrides_sent(cfg: Config) -> list[str]:
+    """The override names the daemon sends with this config (agent.overrides and the LLM body)."""
+    o = cfg.agent.overrides
+    sent = [name for name in OVERRIDE_FLAGS if getattr(o, name) not in (None, "", 0)]
+    if o.first_message == "":
+        sent.insert(0, "first_message")  # "" (no greeting) is still an override
+    if cfg.agent.custom_llm_extra_body:
+        sent.append("custom_llm_extra_body")
+    return sent
+
+
+def disabled_overrides(agent: Any, sent: list[str]) -> list[str] | None:
+    """Which of `sent` the agent does not allow; None when its answer has no overrides settings."""
+    allowed = _dig(agent, "platform_settings", "overrides")
+    if not isinstance(allowed, Mapping):
+        return None
+    off = []
+    for name in sent:
+        if name == "custom_llm_extra_body":
+            flag = allowed.get("custom_llm_extra_body")
+        else:
+            flag = _dig(allowed, "conversation_config_override", *OVERRIDE_FLAGS[name])
+        if flag is not True:
+            off.append(name)
+    return off
+
+
+def _message(body: Any) -> str:
+    detail = body.get("detail") if isinstance(body, Mapping) else None
+    if isinstance(detail, Mapping):
+        return str(detail.get("message") or detail.get("status") or "")
+    return str(detail or "")
+
+
+def check_service(cfg: Config, key: Secret | None, key_source: str) -> list[Check]:
+    """The key, the agent id, the signed URL (private agents) and the overrides, over REST."""
+    a = cfg.agent
+    host = urllib.parse.urlsplit(a.api_base).netloc
+    timeout = min(a.connect_timeout_s, MAX_TIMEOUT_S)
+    out: list[Check] = []
+    if not a.agent_id.strip():
+        return [
+            fail("agent", "agent.agent_id is not set", "set agent.agent_id (voicebox setup)"),
+        ]
+    if not key:
+        if a.requires_auth:
+            out.append(fail("api key", "no API key found (private agent)", SETUP_HINT))
+        else:
+            out.append(
+                warn(
+                    "api key",
+                    "no API key found: the agent cannot be verified and announcements fall "
+                    "back to tones",
+                    SETUP_HINT,
+                )
+            )
+        return out
+    try:
+        answer = get_json(agent_url(a.api_base, a.agent_id), key, timeout)
+    except Unreachable as exc:
+        return [
+            fail(
+                "service",
+                f"cannot reach {host}: {exc}",
+                "check the network and agent.api_base (see the network checks below)",
+            )
+        ]
+    agent: Any = None
+    if answer.status == 200:
+        agent = answer.body
+        name = _dig(agent, "name") or "(no name)"
+        out.append(ok("api key", f"accepted by {host} (from {key_source})"))
+        out.append(ok("agent", f"{a.agent_id} is {name!r}"))
+    elif answer.status == 401:
+        out.append(
+            fail(
+                "api key",
+                f"rejected by {host} (HTTP 401: {_message(answer.body) or 'unauthorized'})",
+                f"use a valid key (this one came from {key_source}): {SETUP_HINT}",
+            )
+        )
+        out.append(warn("agent", "not checked (the key was rejected)", "fix the key first"))
+        return out
+    elif answer.status == 404:
+        out.append(ok("api key", f"accepted by {host} (from {key_source})"))
+        out.append(
+            fail(
+                "agent",
+                f"no agent {a.agent_id!r} on {host} (HTTP 404)",
+                "copy the agent id from the agent's page into agent.agent_id (voicebox setup)",
+            )
+        )
+        return out
+    elif answer.status == 403:
+        out.append(
+            warn(
+                "api key",
+                f"{host} answered 403: the key may not read agent settings "
+                f"({_message(answer.body) or 'forbidden'})",
+                "give the key the Agents read permission to let doctor check the agent",
+            )
+        )
+    else:
+        out.append(
+            warn(
+                "service",
+                f"{host} answered HTTP {answer.status} to get-agent "
+                f"({_message(answer.body) or 'no detail'})",
+                "retry later; if it persists check the service status page",
+            )
+        )
+    out.extend(_signed_url(cfg, key, agent, host, timeout))
+    out.append(_overrides(cfg, agent))
+    return out
+
+
+def _signed_url(cfg: Config, key: Secret, agent: Any, host: str, timeout: float) -> list[Check]:
+    a = cfg.agent
+    private = _dig(agent, "platform_settings", "auth", "enable_auth") is True
+    if private and not a.requires_auth:
+        return [
+            fail(
+                "private agent",
+                "the agent requires authentication but agent.requires_auth is false",
+                "set agent.requires_auth: true",
+            )
+        ]
+    if not a.requires_auth:
+        return [ok("private agent", "public agent: no signed URL needed")]
+    try:
+        answer = get_json(signed_url_request(a.api_base, a.agent_id), key, timeout)
+    except Unreachable as exc:
+        return [fail("signed url", f"cannot reach {host}: {exc}", "check the network")]
+    signed = _dig(answer.body, "signed_url")
+    if answer.status == 200 and isinstance(signed, str) and signed.startswith(("ws", "wss")):
+        return [ok("signed url", "get-signed-url returned a conversation URL")]
+    if answer.status == 401:
+        return [fail("signed url", "get-signed-url: key rejected (HTTP 401)", SETUP_HINT)]
+    if answer.status == 404:
+        return [
+            fail(
+                "signed url",
+                f"get-signed-url: no agent {a.agent_id!r} (HTTP 404)",
+                "check agent.agent_id",
+            )
+        ]
+    return [
+        fail(
+            "signed url",
+            f"get-signed-url answered HTTP {answer.status} ({_message(answer.body) or 'no URL'})",
+            "retry later; if it persists check the key's permissions",
+        )
+    ]
+
+
+def _overrides(cfg: Config, agent: Any) -> Check:
+    sent = overrides_sent(cfg)
+    if not sent:
+        return ok("overrides", "none sent")
+    if agent is None:
+        return warn(
+            "overrides",
+            f"sends {', '.join(sent)}; the agent's settings could not be read",
+            "check in the agent's Security settings that these overrides are enabled",
+        )
+    off = disabled_overrides(agent, sent)
+    if off is None:
+        return warn(
+            "overrides",
+            f"sends {', '.join(sent)}; the agent's answer does not list its override settings",
+            "check in the agent's Security settings that these overrides are enabled",
+        )
+    if off:
+        return fail(
+            "overrides",
+            f"not enabled for this agent: {', '.join(off)} (the service ends such sessions)",
+            "enable them in the agent's Security settings (Overrides), or remove them from "
+            "agent.overrides",
+        )
+    return ok("overrides", f"enabled for this agent: {', '.join(sent)}")

@@ -1,0 +1,1 @@
+"""Phone calls to the agent: a Twilio Media Streams bridge (`voicebox phone`, `voicebox call`)."""
