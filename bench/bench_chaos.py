@@ -369,6 +369,12 @@ def report(r: Run, a: Analysis) -> list[str]:
                 f"{'-' if s[3] is None else int(s[3])} | <= 60 MB, flat |"
             )
     out.append(f"| RSS growth over the second half | {second_half_growth(r):+.2f} MB | < 2 MB |")
+    silent = sum(1 for ap in r.applied if ap.kind == "silent" and ap.connection is not None)
+    alarms = int(r.metrics.get("voicebox_counters_half_open", 0))
+    out.append(
+        f"| half-open alarms / silent faults (more alarms than faults: false ones) | "
+        f"{alarms} / {silent} | no more than the faults |"
+    )
     m = r.metrics
     out.append(
         "| daemon counters | "
@@ -390,7 +396,8 @@ def report(r: Run, a: Analysis) -> list[str]:
     ]
     counts: dict[str, int] = {}
     for ap in r.applied:
-        counts[ap.kind] = counts.get(ap.kind, 0) + 1
+        if ap.connection is not None:
+            counts[ap.kind] = counts.get(ap.kind, 0) + 1
     for kind in sorted(counts):
         dts = a.by_kind.get(kind, [])
         cell = f"{pct(dts, 0.5):.1f} / {pct(dts, 0.95):.1f} / {max(dts):.1f}" if dts else "-"
@@ -423,6 +430,33 @@ def report(r: Run, a: Analysis) -> list[str]:
     return out
 
 
+def single(seed: int, minutes: float, mode: str, kinds: tuple[str, ...]) -> list[str]:
+    """One run per kind with that one fault: bursts delivered must be 100 %."""
+    out = [
+        f"Chaos, single-fault scenarios: one fault per {minutes * 60:g} s run of `voicebox run` "
+        f"({mode}), seed {seed}",
+        "",
+        "| fault | bursts delivered / spoken | fault to next session, s | lost bursts |",
+        "|---|---|---|---|",
+    ]
+    for kind in kinds:
+        r = asyncio.run(run(seed, 1, minutes, mode, (kind,)))
+        a = analyse(r)
+        dts = [v for vs in a.by_kind.values() for v in vs]
+        nxt = f"{dts[0]:.1f}" if dts else ("pending" if a.pending else "skipped")
+        if kind in KEEPS_SESSION and a.kept:
+            nxt = "kept the session"
+        lost = ", ".join(str(b) for b, _, _ in a.lost) or "-"
+        crashed = " (crashed)" if r.died_early or r.rc != 0 else ""
+        out.append(f"| {kind}{crashed} | {a.delivered} / {a.spoken} | {nxt} | {lost} |")
+    out += [
+        "",
+        "An HTTP refusal applies to the next handshake; with one fault there is none, so it stays "
+        "pending and the session it never hit goes on.",
+    ]
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 minute, 6 faults")
@@ -432,11 +466,17 @@ def main() -> int:
     parser.add_argument("--mode", default="always_on", choices=["always_on", "push_to_talk"])
     parser.add_argument("--kinds", default=None, help="comma-separated chaos kinds (default all)")
     parser.add_argument("--out", type=Path, default=OUT, help="plot and daemon log go here")
+    parser.add_argument(
+        "--single", action="store_true", help="each kind alone, one fault per run (MINUTES each)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
     minutes = args.minutes or (1.0 if args.quick else 3.0)
     faults = args.faults or (6 if args.quick else 10)
     kinds = tuple(args.kinds.split(",")) if args.kinds else chaos.KINDS
+    if args.single:
+        print(*single(args.seed, args.minutes or 0.5, args.mode, kinds), sep="\n")
+        return 0
     r = asyncio.run(run(args.seed, faults, minutes, args.mode, kinds))
     a = analyse(r)
     args.out.mkdir(parents=True, exist_ok=True)
