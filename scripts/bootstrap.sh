@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Set up a development machine: system packages a fresh Debian 12 / Raspberry Pi OS lacks, then
 # .venv with voicebox and its dev extras. Idempotent, and quiet when everything is present.
+# --system-test[=arm64] also installs what `make system-test` needs (nspawn, debootstrap, qemu-user).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(libportaudio2 libsystemd-dev pkg-config gcc python3-dev python3-venv alsa-utils systemd stress-ng)
+# procps: the unit runs /bin/kill (ExecReload), which `systemd-analyze verify` checks exists.
+PKGS=(libportaudio2 libsystemd-dev pkg-config gcc python3-dev python3-venv alsa-utils systemd stress-ng procps)
+case "${1:-}" in
+    --system-test) PKGS+=(systemd-container debootstrap) ;;
+    --system-test=arm64) PKGS+=(systemd-container debootstrap qemu-user-static binfmt-support) ;;
+    "") ;;
+    *) echo "bootstrap: unknown option $1" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,9 +1,11 @@
-"""`make demo`: the daemon against the bundled simulator, with WAV files for mic and speaker.
+"""`make demo`: the daemon against the bundled simulator, hands-free in a simulated room.
 
 Starts the simulator on 127.0.0.1 (a 1012 close on the first connection, a short duration cap),
-generates a speech-like input WAV, runs `voicebox run` on it for about 30 s, and prints one line
-per event: session opened, turns, a barge-in, the 1012 reconnect, the duration-cap restart with
-context carried over, the clean shutdown. Then where the output WAV is.
+generates a speech-like input WAV, runs `voicebox run` on it for about 30 s with the mic in a
+simulated room (audio.input.backend: room: the speaker's output comes back at -6 dB after 40 ms,
+with a 250 ms tail), and prints one line per event: session opened, turns, a barge-in by voice,
+the 1012 reconnect, the duration-cap restart with context carried over, the clean shutdown. The
+checks say whether the agent ever heard itself. Then where the output WAV is.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ INTERESTING = (
     "sim.max_duration",
     "sim.contextual_update",
     "sim.connection.closed",
+    "audio.processing",
 )
 
 
@@ -72,8 +75,12 @@ agent:
   overrides:
     first_message: Hello, I am the voicebox demo agent. What can I do for you?
 audio:
-  input: {{backend: file, path: {OUT / "input.wav"}}}
+  input:
+    backend: room
+    path: {OUT / "input.wav"}
+    room: {{delay_ms: 40, tail_ms: 250, echo_db: -6, noise_dbfs: -65}}
   output: {{backend: file, path: {OUT / "output.wav"}}}
+  processing: {{echo_cancellation: on, noise_suppression: moderate}}
 conversation:
   mode: always_on
   reconnect: {{initial_s: 0.5}}
@@ -98,6 +105,17 @@ class _Printer(logging.Handler):
         show(self.t0, "simulator", record.getMessage())
 
 
+def _field(line: str, key: str) -> float | None:
+    for part in line.split():
+        name, _, value = part.partition("=")
+        if name == key:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
 def show(t0: float, who: str, line: str) -> None:
     if any(key in line for key in INTERESTING):
         print(f"{time.monotonic() - t0:6.1f}s  {who:<9}  {line}", flush=True)
@@ -119,6 +137,7 @@ async def main() -> int:
             api_key=DEMO_KEY,
             max_duration_s=11.0,
             faults=(parse_fault("1:close:1012:7"),),
+            voice_harmonics=20,  # the agent's voice as wide as a voice (to ~3.6 kHz)
         )
     )
     await sim.start()
@@ -156,10 +175,20 @@ async def main() -> int:
     await reader
     await sim.stop()
     text = "\n".join(seen)
+    turns = [d for c in sim.connections for d in c.turns]
+    interruptions = sum(len(c.interruptions) for c in sim.connections)
+    summary = next((line for line in seen if "audio.processing_summary" in line), "")
+    erle = _field(summary, "erle_db")
     checks = {
         "session opened": "session.opened" in text,
         "turns answered": any(c.turns for c in sim.connections),
-        "barge-in (interruption)": any(c.interruptions for c in sim.connections),
+        "barge-in by voice (interruption)": interruptions >= 1,
+        "hands-free: the agent never heard itself (each turn is one of the user's)": (
+            0 < len(turns) <= len(UTTERANCES)
+            and all(0.9 <= d <= 1.9 for d in turns)
+            and interruptions <= len(UTTERANCES)
+        ),
+        f"echo cancelled in the room (ERLE {erle} dB >= 20)": erle is not None and erle >= 20,
         "1012 close -> reconnect": "close_code=1012" in text and "class=transient" in text,
         "duration cap -> new session, context carried": "class=duration_cap" in text
         and any(c.contextual_updates for c in sim.connections[1:]),

@@ -117,11 +117,13 @@ PY=${PYTHON:-python3}
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
     die "voicebox needs Python >= 3.11; $PY is $("$PY" --version 2>&1)"
 
+# procps: the unit's ExecReload runs /bin/kill, which a minimal Debian does not have (203/EXEC).
+APT_PKGS=(libportaudio2 python3-venv python3-lgpio python3-systemd procps)
 if [ -n "$ROOT" ]; then
-    sys apt-get install -y libportaudio2 python3-venv python3-lgpio python3-systemd
+    sys apt-get install -y "${APT_PKGS[@]}"
 elif command -v apt-get >/dev/null; then
     pkgs=()
-    for p in libportaudio2 python3-venv python3-lgpio python3-systemd; do
+    for p in "${APT_PKGS[@]}"; do
         # only what this distribution has (python3-lgpio is Raspberry Pi OS / newer Debian)
         apt-cache show "$p" >/dev/null 2>&1 && pkgs+=("$p")
     done
@@ -165,6 +167,15 @@ else
     cp -r "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/voicebox" "$stage/"
     find "$stage" -name __pycache__ -prune -exec rm -rf {} +
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "$stage"
+    # gpiozero needs lgpio on a Pi 5, and apt has python3-lgpio only on Raspberry Pi OS; on
+    # another arm64 Debian PyPI's wheel does it (>= 0.2.2: 0.0.0.x is an empty placeholder).
+    case "$(uname -m)" in
+        aarch64 | armv7l)
+            "$VENV/bin/python" -c 'import importlib.util, sys; sys.exit(not importlib.util.find_spec("lgpio"))' ||
+                "$VENV/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: \
+                    'lgpio>=0.2.2' || warn "could not install lgpio: the button and LED will not work"
+            ;;
+    esac
 fi
 sys "$VENV/bin/python" -m compileall -q "$VENV/lib"
 install -m 0644 "$SRC/README.md" "$APP/README.md"

@@ -101,14 +101,17 @@ class AgentConfig:
 class InputConfig:
     """The microphone."""
 
-    backend: Literal["sounddevice", "file"] = _f("sounddevice", "sounddevice or file")
+    backend: Literal["sounddevice", "file", "room"] = _f(
+        "sounddevice", "sounddevice, file, or room (the file in a simulated room)"
+    )
     device: str | int | None = _f(None, "name substring or index; default device if unset")
-    path: str | None = _f(None, "WAV file fed in real time (file backend)")
+    path: str | None = _f(None, "WAV file fed in real time (file and room backends)")
     loop: bool = _f(False, "file backend: repeat the WAV instead of silence after it")
     sample_rate: int | None = _f(None, "device rate; the device's default if unset", gt=0)
     chunk_ms: int = _f(20, "capture chunk duration", ge=5, le=250)
     queue_ms: int = _f(1000, "capture-to-asyncio queue depth (drop-oldest)", ge=40)
     latency: float | Literal["low", "high"] = _f("high", "PortAudio latency: low, high or s")
+    room: RoomConfig = field(default_factory=lambda: RoomConfig())
 
 
 @dataclass(frozen=True)
@@ -126,10 +129,44 @@ class OutputConfig:
     volume: float = _f(1.0, "output gain 0..1 (the set_volume tool changes it)", ge=0, le=1)
 
 
+# --- audio processing and the simulated room (issue 12) -----------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    """Capture-path processing (WebRTC: AEC3, noise suppression, AGC2, high-pass)."""
+
+    echo_cancellation: Literal["auto", "on", "off"] = _f(
+        "auto", "auto: on when the mic is live while the agent speaks"
+    )
+    noise_suppression: Literal["off", "low", "moderate", "high", "very_high"] = _f(
+        "moderate", "off, low, moderate, high or very_high"
+    )
+    auto_gain: bool = _f(False, "adaptive digital gain (AGC2) on the processed mic")
+    high_pass: bool = _f(True, "high-pass filter (always on under echo cancellation)")
+
+
+@dataclass(frozen=True)
+class RoomConfig:
+    """audio.input.backend room: the mic hears audio.input.path, plus the file output's audio
+    through this room, plus noise (a simulation for demos, tests and the bench)."""
+
+    delay_ms: float = _f(40.0, "speaker-to-mic delay", ge=0, le=500)
+    tail_ms: float = _f(250.0, "reverberation: 60 dB down after this long", gt=0, le=2000)
+    echo_db: float = _f(-6.0, "echo level relative to the speaker", ge=-60, le=12)
+    direct_db: float | None = _f(
+        10.0, "direct path energy relative to the reverberant tail; null: tail only", ge=-40, le=40
+    )
+    noise_dbfs: float = _f(-70.0, "background noise level", le=0)
+    impulse_response: str | None = _f(None, "a mono WAV impulse response instead of the above")
+    seed: int = _f(1, "random seed of the synthetic response and the noise")
+
+
 @dataclass(frozen=True)
 class AudioConfig:
     input: InputConfig = field(default_factory=InputConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
 
 
 @dataclass(frozen=True)
@@ -432,7 +469,10 @@ def _coerce(tp: Any, raw: Any) -> tuple[bool, Any]:
     if tp is type(None):
         return raw is None, None
     if typing.get_origin(tp) is Literal:
-        return raw in typing.get_args(tp), raw
+        words = typing.get_args(tp)
+        if isinstance(raw, bool) and ("on" in words or "off" in words):  # YAML 1.1's bare on/off
+            raw = "on" if raw else "off"
+        return raw in words, raw
     if tp is bool:
         return isinstance(raw, bool), raw
     if tp is int:
@@ -512,6 +552,7 @@ def parse(text: str, name: str = "config.yaml") -> Config:
     loader = _Loader(name)
     cfg = loader.build(Config, root, "")
     _cross_checks(cfg, loader)
+    _processing_checks(cfg, loader)
     if loader.problems:
         raise ConfigError(loader.problems)
     return typing.cast(Config, cfg)
@@ -566,6 +607,41 @@ def api_base_problem(api: str) -> str | None:
     except UnicodeError:
         return f"host {host!r} is not a valid host name (empty or over-long label)"
     return None
+
+
+def _processing_checks(cfg: Config, loader: _Loader) -> None:
+    """audio.processing needs its library; the room needs a file output to hear."""
+    import importlib.util
+
+    a = cfg.audio
+    nodes = loader.nodes
+    if a.input.backend == "room":
+        where = nodes.get("audio.input.backend")
+        if not a.input.path:
+            loader.problem(where, "audio.input.path", "required when backend is 'room'")
+        if a.output.backend != "file":
+            text = "room needs audio.output.backend: file (what it hears)"
+            loader.problem(where, "audio.input.backend", text)
+    p = a.processing
+    asked = [
+        key
+        for key, on in (
+            ("echo_cancellation", p.echo_cancellation == "on"),
+            ("noise_suppression", p.noise_suppression != "off"),
+            ("auto_gain", p.auto_gain),
+        )
+        if on
+    ]
+    asked = [k for k in asked if f"audio.processing.{k}" in nodes]
+    if asked and importlib.util.find_spec("pywebrtc_audio") is None:
+        for key in asked:
+            node = nodes[f"audio.processing.{key}"]
+            loader.problem(
+                node,
+                f"audio.processing.{key}",
+                "needs the WebRTC audio processing library: pip install pywebrtc-audio "
+                "(make bootstrap installs it), or set it off",
+            )
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:

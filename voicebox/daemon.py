@@ -23,6 +23,7 @@ from voicebox import __version__, config, logs
 from voicebox.announcements import Announcer
 from voicebox.audio.devices import AudioDeviceError
 from voicebox.audio.engine import AudioEngine
+from voicebox.audio.processing import processing_settings
 from voicebox.config import EX_CONFIG, Config, ConfigError, Secret
 from voicebox.convai.supervisor import Supervisor
 from voicebox.convai.tools import builtin_tools
@@ -56,7 +57,7 @@ class Daemon:
         self.state_fields: dict[str, Any] = {}
         self.started = time.monotonic()
         self.notifier = Notifier()
-        self.audio = AudioEngine(cfg.audio)
+        self.audio = AudioEngine(cfg.audio, processing=processing_settings(cfg))
         self.env = detect_environment()
         self.tuner = Tuner(cfg, self.env)
         self.monitor = Monitor(cfg.monitor)
@@ -189,6 +190,7 @@ class Daemon:
         self.supervisor.update_config(new)
         self.announcer.update_config(new)
         self.audio.set_volume(new.audio.output.volume)
+        self.audio.set_processing(processing_settings(new))
         self._apply_gpio(new)
         self.tuner = Tuner(new, self.env)
         self._apply_tuning(self._initial_tuning())
@@ -353,6 +355,12 @@ class Daemon:
                 overflows=stats.input_overflows,
                 dropped_audio=stats.dropped_chunks,
             )
+            if stats.processing:
+                counters.update(
+                    erle_db=stats.erle_db,
+                    echo_delay_ms=stats.echo_delay_ms,
+                    processing_cpu_percent=stats.processing_cpu_percent,
+                )
             logs.event(log, "health", state=self.state, **health_line_fields(sample, counters))
 
     # --- health and status ---------------------------------------------------------------

@@ -60,6 +60,8 @@ def test_fresh_install_layout_and_modes(tmp_path: Path, key_file: Path) -> None:
     lines = r.stdout.splitlines()
     would = [line.split("would run: ", 1)[1] for line in lines if "would run: " in line]
     assert any(w.startswith("apt-get install") and "python3-lgpio" in w for w in would)
+    # the unit's ExecReload runs /bin/kill (procps), which a minimal Debian lacks
+    assert any(w.startswith("apt-get install") and "procps" in w for w in would)
     assert any(w.startswith("useradd --system") and "audio,gpio" in w for w in would)
     assert any(w.startswith("groupadd --system gpio") for w in would)
     pip = [w for w in would if " -m pip install" in w]

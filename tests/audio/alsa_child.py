@@ -179,6 +179,47 @@ async def lookup(tmp: Path) -> dict[str, object]:
     }
 
 
+async def reference(tmp: Path) -> dict[str, object]:
+    """Echo cancellation on the real PortAudio/ALSA path: the reference the playback callback
+    records, with PortAudio's time stamps, against what the device got."""
+    from voicebox.audio.processing import ProcessingSettings
+
+    engine = AudioEngine(config(), processing=ProcessingSettings(echo_cancellation=True))
+    chunks: list[np.ndarray] = []
+    await engine.start(chunks.append)
+    await until(lambda: len(chunks) * 320 >= RATE // 2)
+    reply = np.load(tmp / "reply.npy")
+    engine.play(reply.tobytes())
+    drained = await engine.drain(20)
+    await until(lambda: len(chunks) * 320 >= 3 * RATE)
+    capture, playback, processor = engine._capture, engine._playback, engine._processor
+    assert capture is not None and playback is not None and processor is not None
+    ref = playback.reference
+    assert ref is not None
+    await engine.stop()  # these PCMs run unpaced: look once both streams have stopped
+    mic_stamp, ref_stamp = capture.stamps.stamp(), ref.stamp()
+    held = np.zeros(min(ref.total, ref.capacity), dtype=np.int16)
+    start = ref.total - len(held)
+    ref.read(start, held)
+    mic_index = capture.stamps.total - 1
+    chosen = processor.reference_start(mic_index)
+    stats = processor.snapshot()
+    np.save(tmp / "reference.npy", held)
+    return {
+        "drained": drained,
+        "mic_stamp": mic_stamp,
+        "ref_stamp": ref_stamp,
+        "ref_start": start,
+        "ref_total": ref.total,
+        "chosen": chosen,
+        "frames": stats.frames,
+        "resyncs": stats.resyncs,
+        "delay_ms": stats.delay_ms,
+        "in_latency": engine._input.buffer_s,  # type: ignore[union-attr]
+        "out_latency": engine._output.buffer_s,  # type: ignore[union-attr]
+    }
+
+
 SCENARIOS = {
     f.__name__: f
     for f in (
@@ -189,6 +230,7 @@ SCENARIOS = {
         bad_device,
         late_device,
         lookup,
+        reference,
     )
 }
 

@@ -161,3 +161,36 @@ def test_devices_command_with_no_devices_prints_the_hint(
     assert devices.main_devices(argparse.Namespace()) == 0
     out = capsys.readouterr().out
     assert "no audio devices found" in out and "audio" in out and "/dev/snd" in out
+
+
+def test_reference_is_what_the_device_got_with_portaudio_stamps(alsa: Path) -> None:
+    """The echo canceller's reference through sounddevice -> PortAudio -> ALSA: exactly the
+    samples the output callback handed the device (silence included), stamped with PortAudio's
+    outputBufferDacTime, on the clock of the capture's inputBufferAdcTime."""
+    from voicebox.audio.processing import library_available
+
+    if not library_available():
+        pytest.skip("pywebrtc-audio is not installed (make bootstrap installs it)")
+    reply = tone(1.0, 500)
+    np.save(alsa / "reply.npy", reply)
+    result = scenario(alsa, "reference")
+    assert result["drained"] is True
+    held = np.load(alsa / "reference.npy")
+    out = np.fromfile(alsa / "out.raw", dtype="<i2")
+    start = int(result["ref_start"])  # type: ignore[call-overload]
+    # the reference is sample for sample what reached the device (the file PCM's output)
+    assert len(held) > 0 and np.array_equal(held, out[start : start + len(held)])
+    # stamps present, on one clock: the DAC time is ahead of the callback, the ADC time behind
+    mic_index, mic_time, mic_buffer = result["mic_stamp"]  # type: ignore[misc]
+    ref_index, ref_time, ref_buffer = result["ref_stamp"]  # type: ignore[misc]
+    assert mic_time > 0 and ref_time > 0 and abs(mic_time - ref_time) < 5.0
+    assert 0 <= mic_buffer < 2.0 and 0 <= ref_buffer < 2.0
+    # the span chosen for the newest mic sample is one the output has written, within a block
+    # of where the stamps put it (the latest output block, minus the buffering)
+    chosen = float(result["chosen"])  # type: ignore[arg-type]
+    block = RATE * 20 // 1000
+    expected = ref_index + (mic_time - ref_time) * RATE + block - 0.005 * RATE
+    assert abs(chosen - expected) <= block
+    # (these PCMs are not paced, so their stamps drift from their sample counts and the
+    # processor re-aligns now and then; on a paced device it does not: see the room tests)
+    assert result["frames"] > 0  # type: ignore[operator]

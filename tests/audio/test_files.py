@@ -164,7 +164,7 @@ class Blocks:
     def __init__(self) -> None:
         self.blocks: list[np.ndarray] = []
 
-    def on_block(self, block: np.ndarray, overflow: bool = False) -> None:
+    def on_block(self, block: np.ndarray, overflow: bool = False, *stamps: float) -> None:
         self.blocks.append(block.copy())
 
 

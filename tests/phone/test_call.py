@@ -52,7 +52,10 @@ async def turn(rig: PhoneRig, call: FakeCall, seconds: float = 1.2) -> None:
     rig.say(call, seconds)
     await rig.fake.wait_for(lambda: len(conn.turns) > turns)
     replies = len(conn.agent_responses)
+    heard = call.heard_s()
     await rig.fake.wait_for(lambda: len(conn.agent_responses) > replies or call.stopped.is_set())
+    # The answer's text comes before its audio: wait until the caller hears it, then its end.
+    await rig.fake.wait_for(lambda: call.heard_s() > heard or call.stopped.is_set())
     await rig.fake.wait_for(lambda: not _playing(rig, call) or call.stopped.is_set())
 
 

@@ -1,7 +1,9 @@
 """Mic capture: the device thread copies blocks into a drop-oldest ring and wakes the loop; the
 loop resamples to the session's input rate and cuts fixed-duration chunks for `on_chunk`.
 
-The same `Capture` serves a sounddevice InputStream callback and the file input's clock.
+The same `Capture` serves a sounddevice InputStream callback and the file input's clock. With a
+`CaptureProcessor` (voicebox/audio/processing.py) the loop side runs it on the device-rate
+blocks first (echo cancellation needs their stamps), then resamples from its rate.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voicebox.audio.port import OnChunk
+from voicebox.audio.processing import CaptureProcessor, StampedHistory
 from voicebox.audio.resample import StreamResampler
 from voicebox.audio.ring import SampleRing
 from voicebox.logs import event
@@ -53,6 +56,8 @@ class Capture:
         self.handoff_lag_ms = 0.0
         self.last_handoff_ms = 0.0
         self._errors_logged = 0
+        self.stamps = StampedHistory(device_rate, 0)  # the ADC time of the newest block
+        self.processor: CaptureProcessor | None = None
 
     @property
     def chunk_samples(self) -> int:
@@ -65,12 +70,22 @@ class Capture:
 
     # --- device thread ------------------------------------------------------------------------
 
-    def on_block(self, block: npt.NDArray[np.int16], overflow: bool = False) -> None:
-        """Take one device block (mono int16 at device_rate). Never raises."""
+    def on_block(
+        self,
+        block: npt.NDArray[np.int16],
+        overflow: bool = False,
+        adc_time: float = math.nan,
+        now: float = math.nan,
+    ) -> None:
+        """Take one device block (mono int16 at device_rate) and, when the device gives them,
+        the ADC time of its first sample and the callback's time on the same clock. Never
+        raises."""
         try:
             self.callbacks += 1
             if overflow:
                 self.input_overflows += 1
+            if adc_time == adc_time:  # not NaN
+                self.stamps.write(block, adc_time, now)
             self.ring.write(block)
             if not self._pending:
                 self._pending = True
@@ -80,11 +95,21 @@ class Capture:
 
     # --- loop thread --------------------------------------------------------------------------
 
+    @property
+    def _source_rate(self) -> int:
+        return self.processor.rate if self.processor is not None else self.device_rate
+
+    def set_processor(self, processor: CaptureProcessor | None) -> None:
+        """Run this processor on every block from now on (None: deliver the mic as it is)."""
+        self.processor = processor
+        self._resampler = StreamResampler(self._source_rate, self.rate)
+        self._partial = np.zeros(0, dtype=np.int16)
+
     def set_rate(self, rate: int) -> None:
         """Deliver later chunks at this rate (the session's user_input_audio_format)."""
         if rate != self.rate:
             self.rate = rate
-            self._resampler = StreamResampler(self.device_rate, rate)
+            self._resampler = StreamResampler(self._source_rate, rate)
             self._partial = np.zeros(0, dtype=np.int16)
 
     def set_chunk_ms(self, ms: int) -> None:
@@ -95,7 +120,14 @@ class Capture:
         self.last_handoff_ms = (time.monotonic() - posted) * 1000.0
         self.handoff_lag_ms += LAG_ALPHA * (self.last_handoff_ms - self.handoff_lag_ms)
         block = np.empty(self.ring.available, dtype=np.int16)
-        block = block[: self.ring.read_into(block)]
+        n, first = self.ring.read_indexed(block)
+        block = block[:n]
+        if self.processor is not None:
+            try:
+                block = self.processor.process(block, first)
+            except Exception as exc:  # a broken library must not silence the mic
+                event(log, "audio.processing_failed", logging.ERROR, error=repr(exc))
+                self.set_processor(None)
         resampled = self._resampler.process(block)
         data = np.concatenate((self._partial, resampled)) if len(self._partial) else resampled
         size = self.chunk_samples

@@ -21,6 +21,14 @@ from voicebox.audio.files import FileSink, FileSource, WavReader, WavWriter
 from voicebox.audio.formats import PCM_16000, AudioFormat
 from voicebox.audio.playback import Playback
 from voicebox.audio.port import AudioStats, OnChunk
+from voicebox.audio.processing import (
+    LIBRARY,
+    CaptureProcessor,
+    ProcessingSettings,
+    StampedHistory,
+    library_available,
+)
+from voicebox.audio.room import Room, RoomSink, RoomSource, build_room
 from voicebox.config import AudioConfig
 from voicebox.logs import event
 
@@ -71,6 +79,7 @@ class _SdStream:
         self.stream: Any = None
         self.lost = False
         self.output_underflows = 0
+        self.buffer_s = 0.0  # the stream's latency: a stand-in when PortAudio gives no stamps
 
     @property
     def failed(self) -> bool:
@@ -113,6 +122,7 @@ class _SdStream:
                 f"audio.{self.kind}.device {self.name!r}: cannot open at {self.rate} Hz: {error}"
             ) from error
         self.stream = stream
+        self.buffer_s = float(stream.latency)
         event(
             log,
             "audio.stream_opened",
@@ -138,13 +148,17 @@ class _SdStream:
 
     def _input_cb(self, indata: npt.NDArray[np.int16], frames: int, t: Any, status: Any) -> None:
         with contextlib.suppress(Exception):  # a raising callback would never be called again
-            self.capture.on_block(indata[:, 0], bool(status.input_overflow))  # type: ignore[union-attr]
+            now = t.currentTime or time.monotonic()
+            adc = t.inputBufferAdcTime or now - self.buffer_s
+            self.capture.on_block(indata[:, 0], bool(status.input_overflow), adc, now)  # type: ignore[union-attr]
 
     def _output_cb(self, outdata: npt.NDArray[np.int16], frames: int, t: Any, status: Any) -> None:
         try:
             if status.output_underflow:
                 self.output_underflows += 1
-            self.playback.fill(outdata[:, 0])  # type: ignore[union-attr]
+            now = t.currentTime or time.monotonic()
+            dac = t.outputBufferDacTime or now + self.buffer_s
+            self.playback.fill(outdata[:, 0], dac, now)  # type: ignore[union-attr]
             if outdata.shape[1] > 1:
                 outdata[:, 1:] = outdata[:, :1]
         except Exception:
@@ -154,9 +168,17 @@ class _SdStream:
 class AudioEngine:
     """The AudioPort implementation (see voicebox/audio/port.py)."""
 
-    def __init__(self, cfg: AudioConfig, *, stall_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        cfg: AudioConfig,
+        *,
+        stall_s: float = 2.0,
+        processing: ProcessingSettings | None = None,
+    ) -> None:
         self._cfg = cfg
         self._stall_s = stall_s
+        self._processing = processing  # None: the mic is delivered as captured
+        self._processor: CaptureProcessor | None = None
         self._input_format = PCM_16000
         self._output_format = PCM_16000
         self._chunk_ms = cfg.input.chunk_ms
@@ -240,7 +262,7 @@ class AudioEngine:
             except Exception as exc:
                 raise AudioDeviceError(f"audio.input.path {icfg.path!r}: not a WAV: {exc}") from exc
             in_rate = reader.rate
-        else:
+        elif icfg.backend == "sounddevice":
             in_rate = icfg.sample_rate or devices.default_rate(
                 devices.find_device(icfg.device, "input")
             )
@@ -251,6 +273,10 @@ class AudioEngine:
                 out_rate = ocfg.sample_rate or devices.default_rate(
                     devices.find_device(ocfg.device, "output")
                 )
+            room: Room | None = None
+            if icfg.backend == "room":  # the room is simulated at the speaker's rate
+                room, reader = self._room(out_rate)
+                in_rate = out_rate
             capture = Capture(
                 loop,
                 self._on_chunk,
@@ -262,6 +288,7 @@ class AudioEngine:
             playback = Playback(out_rate, self._ring_ms, self._prebuffer_ms, self._volume)
             playback.set_format(self._output_format)
             playback.on_finished = lambda: self._post(loop, self._idle.set)
+            self._setup_processing(capture, playback)
             out: _Device
             if ocfg.backend == "file":
                 assert ocfg.path is not None
@@ -269,7 +296,10 @@ class AudioEngine:
                     self._writer = WavWriter(ocfg.path, out_rate)
                 except OSError as exc:
                     raise AudioDeviceError(f"audio.output.path {ocfg.path!r}: {exc}") from exc
-                out = FileSink(playback, self._writer, ocfg.block_ms)
+                if room is not None:
+                    out = RoomSink(playback, self._writer, ocfg.block_ms, room)
+                else:
+                    out = FileSink(playback, self._writer, ocfg.block_ms)
                 out.name = ocfg.path
             else:
                 out_block = max(1, out_rate * ocfg.block_ms // 1000)
@@ -281,7 +311,11 @@ class AudioEngine:
                 reader.close()
             raise
         inp: _Device
-        if reader is not None:
+        if room is not None:
+            assert reader is not None
+            inp = RoomSource(capture, reader, room, loop=icfg.loop)
+            inp.name = f"room:{icfg.path}"
+        elif reader is not None:
             inp = FileSource(capture, reader, icfg.chunk_ms, loop=icfg.loop)
         else:
             in_block = max(1, in_rate * icfg.chunk_ms // 1000)
@@ -390,13 +424,89 @@ class AudioEngine:
             self._supervisor = None
         await self._close_devices()
         self._release_files()
+        self._log_processing_summary()
 
     def _release_files(self) -> None:
         """Close the file devices' files (the input WAV; the output WAV finalised)."""
-        if isinstance(self._input, FileSource):
+        if isinstance(self._input, FileSource | RoomSource):
             self._input.release()
         if self._writer is not None:
             self._writer.close()
+
+    def _log_processing_summary(self) -> None:
+        """What the processing achieved over the run (once, at stop)."""
+        processor, self._processor = self._processor, None
+        if processor is not None:
+            ps = processor.snapshot()
+            event(
+                log,
+                "audio.processing_summary",
+                erle_db=ps.erle_db,
+                echo_delay_ms=ps.delay_ms,
+                cpu_percent=ps.cpu_percent,
+                cpu_s=round(ps.cpu_s, 3),
+                resyncs=ps.resyncs,
+                resets=ps.resets,
+                holds=ps.holds,
+            )
+
+    def _room(self, rate: int) -> tuple[Room, WavReader]:
+        """audio.input.backend room: the room, and the input WAV the user says in it."""
+        icfg = self._cfg.input
+        if self._cfg.output.backend != "file" or not icfg.path:
+            raise AudioDeviceError(
+                "audio.input.backend room needs audio.input.path and audio.output.backend: file"
+            )
+        try:
+            room = build_room(icfg.room, rate, max(1, rate * icfg.chunk_ms // 1000))
+        except Exception as exc:
+            path = icfg.room.impulse_response
+            raise AudioDeviceError(f"audio.input.room.impulse_response {path!r}: {exc}") from exc
+        try:
+            reader = WavReader(icfg.path, rate)
+        except Exception as exc:
+            raise AudioDeviceError(f"audio.input.path {icfg.path!r}: {exc}") from exc
+        return room, reader
+
+    def set_processing(self, settings: ProcessingSettings | None) -> None:
+        """New processing settings (a reload): a fresh processor from the next mic block."""
+        if settings == self._processing:
+            return
+        self._processing = settings
+        self._log_processing_summary()
+        capture, playback = self._capture, self._playback
+        if capture is not None and playback is not None:
+            capture.set_processor(None)
+            playback.reference = None
+            self._setup_processing(capture, playback)
+
+    def _setup_processing(self, capture: Capture, playback: Playback) -> None:
+        """Put the processor in the capture path, fed by what the playback hands the device."""
+        settings = self._processing
+        if settings is None or not settings.active:
+            return
+        if not library_available():
+            event(log, "audio.processing_unavailable", logging.WARNING, library=LIBRARY)
+            return
+        playback.reference = StampedHistory(playback.rate) if settings.echo_cancellation else None
+        self._processor = CaptureProcessor(settings, capture.stamps, playback.reference)
+        capture.set_processor(self._processor)
+        event(
+            log,
+            "audio.processing",
+            echo_cancellation=settings.echo_cancellation,
+            noise_suppression=settings.noise_suppression,
+            auto_gain=settings.auto_gain,
+            high_pass=settings.high_pass,
+            rate=self._processor.rate,
+        )
+
+    def _reset_stamps(self) -> None:
+        """The streams were reopened: their stamps start again (the processor re-aligns)."""
+        if self._capture is not None:
+            self._capture.stamps.reset()
+        if self._playback is not None and self._playback.reference is not None:
+            self._playback.reference.reset()
 
     def stats(self) -> AudioStats:
         c, p = self._capture, self._playback
@@ -418,6 +528,13 @@ class AudioEngine:
             s.ring_level_ms = round(p.level_ms, 1)
         if isinstance(self._output, _SdStream):
             s.output_underflows = self._output.output_underflows
+        if self._processor is not None and c is not None and c.processor is not None:
+            ps = self._processor.snapshot()
+            s.processing = True
+            s.echo_cancellation = ps.echo_cancellation
+            s.erle_db = ps.erle_db
+            s.echo_delay_ms = ps.delay_ms
+            s.processing_cpu_percent = ps.cpu_percent
         return s
 
     # --- tuning and supervision -------------------------------------------------------------
@@ -572,6 +689,7 @@ class AudioEngine:
         portaudio = "sounddevice" in (self._cfg.input.backend, self._cfg.output.backend)
         if portaudio:
             devices.reinitialize()
+        self._reset_stamps()
         self._open_all()
         if self._stopped:  # stop() ran while we were opening: do not leak open streams
             assert self._input is not None and self._output is not None

@@ -56,6 +56,10 @@ class PeriodClock:
         self.ticks += n
         return n
 
+    def deadline(self, tick: int) -> float:
+        """When period `tick` (0-based) is due, on the clock (time.monotonic by default)."""
+        return (self._start or 0.0) + tick * self.period
+
     def wait(self, stop: threading.Event) -> None:
         """Sleep until the next deadline (or until stop is set)."""
         assert self._start is not None
@@ -182,6 +186,7 @@ class _Paced:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.tick_time = 0.0  # the device clock: the deadline of the period being processed
 
     def step(self) -> None:
         raise NotImplementedError
@@ -190,7 +195,9 @@ class _Paced:
         """The pacing loop (the thread's body; tests may call it with a fake clock)."""
         try:
             while not self._stop.is_set():
-                for _ in range(self.clock.due()):
+                due = self.clock.due()
+                for tick in range(self.clock.ticks - due, self.clock.ticks):
+                    self.tick_time = self.clock.deadline(tick)
                     self.step()
                 self.clock.wait(self._stop)
         except BaseException as exc:  # reported to the engine's supervisor, not raised
@@ -252,10 +259,14 @@ class FileSource(_Paced):
                 break
             filled += n
         if filled == 0:
-            self.capture.on_block(self._silence)
+            self.capture.on_block(self._silence, False, *self._stamps())
             return
         self._buf[filled:] = 0
-        self.capture.on_block(self._buf)
+        self.capture.on_block(self._buf, False, *self._stamps())
+
+    def _stamps(self) -> tuple[float, float]:
+        """ADC time of this block (heard over the last period) and now, on the device clock."""
+        return self.tick_time - self.clock.period, self.tick_time
 
     def release(self) -> None:
         """Close the file (the engine's stop)."""
@@ -323,7 +334,8 @@ class FileSink(_Paced):
         self._since_flush = 0
 
     def step(self) -> None:
-        self.playback.fill(self._buf)
+        # a device with two periods of buffer: what is filled now reaches the DAC that much later
+        self.playback.fill(self._buf, self.tick_time + 2 * self.clock.period, self.tick_time)
         self.writer.write(self._buf)
         self._since_flush += 1
         if self._since_flush >= FLUSH_PERIODS:

@@ -9,6 +9,7 @@ then the agent) is a reply of its own behind it, with its own pre-roll and under
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voicebox.audio.formats import PCM_16000, AudioFormat, decode
+from voicebox.audio.processing import StampedHistory
 from voicebox.audio.resample import StreamResampler
 from voicebox.audio.ring import SampleRing
 
@@ -52,6 +54,9 @@ class Playback:
         self._resampler = StreamResampler(self._fmt.rate, rate)
         self._carry = b""
         self.on_finished: Callable[[], None] | None = None  # device thread, once per reply
+        # what fill() handed the device and when it reaches the DAC: the echo canceller's
+        # reference (None when nothing listens)
+        self.reference: StampedHistory | None = None
 
     def _samples(self, ms: int) -> int:
         return max(1, self.rate * ms // 1000)
@@ -140,8 +145,11 @@ class Playback:
 
     # --- device thread ------------------------------------------------------------------------
 
-    def fill(self, out: npt.NDArray[np.int16]) -> None:
-        """Fill one device period: ring samples while a reply flows, silence otherwise."""
+    def fill(
+        self, out: npt.NDArray[np.int16], dac_time: float = math.nan, now: float = math.nan
+    ) -> None:
+        """Fill one device period: ring samples while a reply flows, silence otherwise.
+        dac_time: when its first sample reaches the DAC; now: the callback's time (same clock)."""
         self.callbacks += 1
         frames = len(out)
         n = 0
@@ -175,6 +183,9 @@ class Playback:
             out[n:] = 0
         if n and self._gain != UNITY:
             self._scale(out[:n])
+        reference = self.reference  # read once: the loop may swap it (a reload)
+        if reference is not None and dac_time == dac_time:  # not NaN
+            reference.write(out, dac_time, now)
         if finished and self.on_finished is not None:
             self.on_finished()
 

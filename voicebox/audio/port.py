@@ -37,6 +37,12 @@ class AudioStats:
     prebuffer_ms: int = 0  # current pre-roll
     input_device: str = ""
     output_device: str = ""
+    # capture-path processing (voicebox/audio/processing.py); None while not measured
+    processing: bool = False
+    echo_cancellation: bool = False
+    erle_db: float | None = None  # echo return loss enhancement while only the agent speaks
+    echo_delay_ms: float | None = None  # output + input buffering, from the device stamps
+    processing_cpu_percent: float = 0.0  # of one core
 
 
 class AudioPort(Protocol):

@@ -27,7 +27,7 @@ class SampleRing:
             raise ValueError(f"ring capacity must be positive, got {capacity}")
         self._buf: npt.NDArray[np.int16] = np.zeros(capacity, dtype=np.int16)
         self._overflow = overflow
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # read_indexed holds it around read_into
         self._read = 0  # index of the oldest sample
         self._size = 0  # samples buffered
         self.dropped = 0  # samples lost to overflow, ever
@@ -91,6 +91,12 @@ class SampleRing:
                 self._size -= n
                 self.consumed += n
             return n
+
+    def read_indexed(self, out: npt.NDArray[np.int16]) -> tuple[int, int]:
+        """read_into, also returning the index (in samples ever accepted) of the first one."""
+        with self._lock:
+            first = self.written - self._size
+            return self.read_into(out), first
 
     def clear(self) -> int:
         """Discard everything buffered; returns how many samples were discarded."""

@@ -94,6 +94,7 @@ class SimConfig:
     vad_threshold_dbfs: float = -40.0
     vad_hangover_ms: int = 600
     interruptions: bool = True
+    voice_harmonics: int = 5  # the agent's voice: 5 stays under 1 kHz, 20 is as wide as a voice
     tool_call_turns: frozenset[int] = frozenset()  # user turns answered via a client tool call
     tool_name: str = "get_time"
     tool_timeout_s: float = 10.0
@@ -473,7 +474,7 @@ class _Session:
         cfg, fmt = self.cfg, self.fmt_out
         await asyncio.sleep(cfg.reply_delay_s if delay_s is None else delay_s)
         duration = min(cfg.max_reply_s, max(0.4, len(text) * cfg.seconds_per_char))
-        pcm = speech_bytes(duration, fmt, f0=180.0)
+        pcm = speech_bytes(duration, fmt, f0=180.0, harmonics=cfg.voice_harmonics)
         step = max(1, fmt.rate * cfg.chunk_ms // 1000) * fmt.bytes_per_sample
         byte_rate = fmt.rate * fmt.bytes_per_sample
         reply = _Reply(text, duration)

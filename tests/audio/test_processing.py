@@ -1,0 +1,160 @@
+"""The capture processor against synthetic rooms: ERLE, double talk, a delay jump, alignment from
+the device stamps; and the stamped history the callbacks write."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.audio.echo_rooms import RATE, db, run_room, speech_like
+from voicebox.audio.processing import (
+    MARGIN_MS,
+    ProcessingSettings,
+    StampedHistory,
+    echo_cancellation_wanted,
+    library_available,
+)
+from voicebox.audio.room import impulse_response
+
+pytestmark = pytest.mark.skipif(
+    not library_available(), reason="pywebrtc-audio is not installed (make bootstrap installs it)"
+)
+
+
+def erle(run, start_s: float, end_s: float | None = None) -> float:  # type: ignore[no-untyped-def]
+    a = int(start_s * RATE)
+    b = None if end_s is None else int(end_s * RATE)
+    return db(run.mic[a:b]) - db(run.out[a:b])
+
+
+def test_erle_after_convergence_far_end_only() -> None:
+    run = run_room(speech_like(12, seed=1))
+    assert erle(run, 6) >= 25.0
+    stats = run.processor.snapshot()
+    assert stats.erle_db is not None and abs(stats.erle_db - erle(run, 6)) < 6.0
+    assert stats.resyncs == 0
+
+
+def test_without_the_canceller_the_echo_stays() -> None:
+    """The control: the same room with echo cancellation off keeps most of the echo."""
+    run = run_room(speech_like(8, seed=1), settings=ProcessingSettings(echo_cancellation=False))
+    assert erle(run, 4) < 10.0
+
+
+def test_double_talk_keeps_the_users_burst() -> None:
+    far = speech_like(14, seed=1)
+    near = np.zeros(len(far))
+    a, b = 9 * RATE, 11 * RATE
+    burst = speech_like(2, seed=7, level=3000)
+    near[a:b] = burst
+    talk = run_room(far, near)
+    alone = run_room(far)  # the same room without the user: what is left of the echo there
+    kept = db(talk.out[a:b]) - db(burst)
+    assert db(talk.echo[a:b]) > db(burst) - 3  # the echo is as loud as the user at the mic
+    assert kept > -12.0  # the burst survives the canceller and the suppressor
+    assert db(talk.out[a:b]) - db(alone.out[a:b]) > 15.0  # and it is the user, not echo
+
+
+def test_delay_jump_of_40_ms_reconverges() -> None:
+    run = run_room(speech_like(22, seed=2), delay_jump_at_s=11.0, jump_ms=40.0)
+    assert erle(run, 5, 11) >= 25.0
+    assert erle(run, 17) >= 25.0  # six seconds after the room moved
+
+
+@pytest.mark.parametrize(("out_latency", "in_latency"), [(0.1, 0.03), (0.25, 0.08), (0.02, 0.01)])
+def test_reference_aligned_from_the_stamps(out_latency: float, in_latency: float) -> None:
+    run = run_room(speech_like(2, seed=3), out_latency=out_latency, in_latency=in_latency)
+    dac0 = out_latency + in_latency + 0.011  # where run_room starts the speaker
+    mic_index = RATE  # one second in
+    expected = mic_index - (dac0 + MARGIN_MS / 1000) * RATE
+    got = run.processor.reference_start(mic_index)
+    assert got is not None and abs(got - expected) <= 1.0
+    stats = run.processor.snapshot()
+    assert stats.delay_ms is not None
+    assert abs(stats.delay_ms - (out_latency + in_latency + 0.02) * 1000) < 1.0
+
+
+def test_late_stamps_cost_the_echo_cancellation() -> None:
+    """Alignment matters: a reference 80 ms late (a wrong DAC stamp) is not cancelled."""
+    good = run_room(speech_like(10, seed=4))
+    late = run_room(speech_like(10, seed=4), stamp_error_s=0.08)
+    assert erle(good, 5) - erle(late, 5) > 10.0
+
+
+def test_history_keeps_the_newest_samples_and_their_stamp() -> None:
+    h = StampedHistory(1000, seconds=0.1)  # 100 samples
+    assert h.stamp() is None
+    for k in range(5):
+        h.write(np.full(30, k, dtype=np.int16), device_time=10.0 + k * 0.03, now=9.9 + k * 0.03)
+    assert h.total == 150
+    assert h.stamp() == (120, pytest.approx(10.12), pytest.approx(0.1))
+    out = np.ones(60, dtype=np.int16)
+    assert h.read(30, out) == 40  # samples 30..49 were overwritten
+    assert (out[:20] == 0).all() and (out[20:30] == 1).all() and (out[30:] == 2).all()
+    assert h.read(140, out) == 10  # 150.. not written yet
+    assert (out[:10] == 4).all() and (out[10:] == 0).all()
+    h.reset()
+    assert h.stamp() is None and h.epoch == 1
+
+
+def test_impulse_response_level_and_delay() -> None:
+    h = impulse_response(RATE, delay_ms=40, tail_ms=100, echo_db=-12)
+    assert np.flatnonzero(h)[0] == 40 * RATE // 1000
+    assert 10 * np.log10(np.sum(h * h)) == pytest.approx(-12.0, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("setting", "mode", "button", "on"),
+    [
+        ("auto", "always_on", "hold", True),
+        ("auto", "push_to_talk", "toggle", True),
+        ("auto", "push_to_talk", "hold", False),
+        ("on", "push_to_talk", "hold", True),
+        ("off", "always_on", "hold", False),
+    ],
+)
+def test_auto_resolves_from_the_conversation_mode(
+    setting: str, mode: str, button: str, on: bool
+) -> None:
+    assert echo_cancellation_wanted(setting, mode, button) is on
+
+
+@pytest.mark.asyncio
+async def test_engine_applies_new_processing_settings_on_reload(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import wave
+
+    from voicebox.audio.engine import AudioEngine
+    from voicebox.config import AudioConfig, InputConfig, OutputConfig
+
+    with wave.open(str(tmp_path / "in.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(b"\0\0" * RATE)
+    cfg = AudioConfig(
+        InputConfig(backend="room", path=str(tmp_path / "in.wav")),
+        OutputConfig(backend="file", path=str(tmp_path / "out.wav")),
+    )
+    engine = AudioEngine(cfg, processing=ProcessingSettings(echo_cancellation=False))
+    chunks: list[np.ndarray] = []  # type: ignore[type-arg]
+    more = asyncio.Event()
+
+    def on_chunk(chunk: np.ndarray) -> None:  # type: ignore[type-arg]
+        chunks.append(chunk)
+        more.set()
+
+    await engine.start(on_chunk)
+    try:
+        await asyncio.sleep(0.2)
+        assert engine.stats().processing and not engine.stats().echo_cancellation
+        engine.set_processing(ProcessingSettings(echo_cancellation=True))
+        assert engine._playback is not None and engine._playback.reference is not None
+        for _ in range(10):  # ten chunks through the new processor
+            more.clear()
+            await asyncio.wait_for(more.wait(), 5)
+        assert engine.stats().echo_cancellation
+        engine.set_processing(None)
+        assert not engine.stats().processing and engine._playback.reference is None
+    finally:
+        await engine.stop()

@@ -1,0 +1,402 @@
+"""Capture-path processing: WebRTC echo cancellation (AEC3), noise suppression, gain (AGC2) and
+high-pass on the mic, with the far-end reference taken from what the speaker was handed.
+
+Device side: `StampedHistory` keeps the newest second or so of one stream's samples (the mic's
+blocks, or exactly what the playback callback wrote, volume and silence included) together with
+the device time of its newest block (PortAudio's inputBufferAdcTime / outputBufferDacTime, or the
+file devices' clock). Writing copies into preallocated arrays under a short lock: nothing
+allocates, logs or blocks for long.
+
+Loop side: `CaptureProcessor` takes each mic block, finds the reference span played at the same
+device time from the two streams' stamps, resamples both to `RATE` and runs the WebRTC module in
+10 ms frames. AEC3's own delay estimator then only has the acoustic path (plus `MARGIN_MS`) to
+find; the buffering delay it would otherwise have to guess is taken from the stamps on every
+block, so it follows latency changes and device reopens.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from voicebox.audio.resample import StreamResampler
+
+if TYPE_CHECKING:
+    from voicebox.config import Config
+
+Samples = npt.NDArray[np.int16]
+
+RATE = 16000  # processing rate: the session's rate, and a third of the work of 48 kHz
+FRAME = RATE // 100  # 10 ms, the module's frame
+MARGIN_MS = 5.0  # the reference is taken this much early, so stamp jitter never makes it late
+RESYNC_MS = 4.0  # a stamp-derived offset further off than this re-aligns at once
+SLEW_MS = 0.5  # smaller offsets are walked back one sample per block (clock drift)
+HISTORY_S = 2.0  # reference kept on the device side
+HOLD_S = 0.1  # a mic block waits at most this long for its reference (a late output thread)
+ACTIVE_DBFS = -50.0  # reference above this: the agent is audible
+ACTIVE_HOLD_S = 0.3  # the room's tail keeps echoing this long after the reference stops
+ERLE_FRAMES = 500  # ERLE: the median over the last 5 s of frames with the agent audible
+ERLE_CAP_DB = 60.0  # a frame suppressed to nothing counts as this much
+NS_LEVELS = {"low": 0, "moderate": 1, "high": 2, "very_high": 3}
+LIBRARY = "pywebrtc-audio"
+_MODULE = "pywebrtc_audio"
+
+
+def library_available() -> bool:
+    """True when the WebRTC binding can be imported."""
+    return importlib.util.find_spec(_MODULE) is not None
+
+
+def echo_cancellation_wanted(setting: str, mode: str, button_mode: str) -> bool:
+    """Resolve `audio.processing.echo_cancellation`: auto is on whenever the mic is live while
+    the agent can be heard (always_on, or push_to_talk with a toggle button); in hold mode the
+    mic is live only while held, and pressing already cuts the agent."""
+    if setting in ("on", "off"):
+        return setting == "on"
+    return mode == "always_on" or button_mode == "toggle"
+
+
+def processing_settings(cfg: Config) -> ProcessingSettings:
+    """audio.processing resolved against the conversation mode and the button."""
+    p = cfg.audio.processing
+    echo = echo_cancellation_wanted(
+        p.echo_cancellation, cfg.conversation.mode, cfg.gpio.button.mode
+    )
+    return ProcessingSettings(echo, p.noise_suppression, p.auto_gain, p.high_pass)
+
+
+@dataclass(frozen=True)
+class ProcessingSettings:
+    """What the processor runs (resolved from audio.processing and the conversation mode)."""
+
+    echo_cancellation: bool = True
+    noise_suppression: str = "moderate"  # off or a key of NS_LEVELS
+    auto_gain: bool = False
+    high_pass: bool = True
+
+    @property
+    def active(self) -> bool:
+        return (
+            self.echo_cancellation
+            or self.noise_suppression != "off"
+            or self.auto_gain
+            or self.high_pass
+        )
+
+
+@dataclass
+class ProcessingStats:
+    """Figures for status, the health line and the metrics file."""
+
+    enabled: bool = False
+    echo_cancellation: bool = False
+    rate: int = RATE
+    erle_db: float | None = None  # mic vs processed power while the agent is audible
+    delay_ms: float | None = None  # output + input buffering, from the stamps
+    aec_hint_ms: float = MARGIN_MS  # what AEC3's estimator is told remains
+    cpu_percent: float = 0.0  # of one core, since start
+    cpu_s: float = 0.0
+    frames: int = 0
+    resyncs: int = 0  # the stamps moved the reference span (reopen, latency change, drift)
+    resets: int = 0
+    holds: int = 0  # mic blocks held back until the output had written their reference
+
+
+class StampedHistory:
+    """The newest `capacity` samples of one device stream and the device time of its blocks.
+
+    One writer (the device thread) and one reader (the loop). Sample index i counts every sample
+    ever written; `stamp()` gives the index and device time of the newest block's first sample
+    and how far that device time is from the callback's own time (the stream's buffering).
+    """
+
+    def __init__(self, rate: int, seconds: float = HISTORY_S) -> None:
+        self.rate = rate
+        self._buf: Samples = np.zeros(max(0, int(rate * seconds)), dtype=np.int16)  # 0: stamps only
+        self._lock = threading.Lock()
+        self.total = 0
+        # newest stamp: [index, device time, |device time - callback time|]; NaN until the first
+        self._stamp = np.full(3, np.nan)
+        self.epoch = 0  # bumped by reset(): a new stream, new stamps
+
+    @property
+    def capacity(self) -> int:
+        return len(self._buf)
+
+    def write(self, block: Samples, device_time: float, now: float) -> None:
+        """Append one block (device thread). device_time: when its first sample hits the DAC or
+        left the ADC; now: the callback's time on the same clock. Never raises."""
+        n = len(block)
+        cap = len(self._buf)
+        with self._lock:
+            index = self.total
+            if cap == 0:
+                pass
+            elif n >= cap:
+                self._buf[:] = block[n - cap :]
+                start = 0
+            else:
+                start = index % cap
+                first = min(n, cap - start)
+                self._buf[start : start + first] = block[:first]
+                if first < n:
+                    self._buf[: n - first] = block[first:]
+            self.total = index + n
+            self._stamp[0] = index
+            self._stamp[1] = device_time
+            self._stamp[2] = abs(device_time - now)
+
+    def stamp(self) -> tuple[int, float, float] | None:
+        """(index, device time, buffering seconds) of the newest block, or None before any."""
+        with self._lock:
+            if math.isnan(self._stamp[1]):
+                return None
+            return int(self._stamp[0]), float(self._stamp[1]), float(self._stamp[2])
+
+    def read(self, start: int, out: Samples) -> int:
+        """Copy samples [start, start+len(out)) into out; zeros where not (or no longer) held.
+        Returns how many were real samples."""
+        n = len(out)
+        cap = len(self._buf)
+        with self._lock:
+            lo = max(start, self.total - cap)
+            hi = min(start + n, self.total)
+            if hi <= lo or cap == 0:
+                out[:] = 0
+                return 0
+            out[: lo - start] = 0
+            out[hi - start :] = 0
+            a = lo % cap
+            count = hi - lo
+            first = min(count, cap - a)
+            out[lo - start : lo - start + first] = self._buf[a : a + first]
+            if first < count:
+                out[lo - start + first : hi - start] = self._buf[: count - first]
+            return count
+
+    def reset(self) -> None:
+        """Forget the stamps (the stream was reopened): alignment starts again from new ones."""
+        with self._lock:
+            self._stamp[:] = np.nan
+            self.epoch += 1
+
+
+def _apm(settings: ProcessingSettings) -> Any:
+    from pywebrtc_audio import AudioProcessor
+
+    ns = settings.noise_suppression
+    return AudioProcessor(
+        sample_rate=RATE,
+        num_channels=1,
+        echo_cancellation=settings.echo_cancellation,
+        noise_suppression=ns != "off",
+        high_pass_filter=settings.high_pass,
+        auto_gain_control=settings.auto_gain,
+        ns_level=NS_LEVELS.get(ns, 1),
+        stream_delay_ms=int(MARGIN_MS) if settings.echo_cancellation else 0,
+    )
+
+
+def _frame_powers(x: Samples, frames: int) -> list[float]:
+    """Mean square of each 10 ms frame."""
+    f = x[: frames * FRAME].astype(np.float64).reshape(frames, FRAME)
+    powers: list[float] = np.einsum("ij,ij->i", f, f).tolist()
+    return [p / FRAME for p in powers]
+
+
+ACTIVE_POWER = (32768.0 * 10 ** (ACTIVE_DBFS / 20)) ** 2
+
+
+class CaptureProcessor:
+    """Mic blocks in (device rate, with their sample index), processed audio out at RATE.
+
+    Runs on one thread (the event loop): the WebRTC module is not thread-safe.
+    """
+
+    def __init__(
+        self,
+        settings: ProcessingSettings,
+        mic: StampedHistory,
+        reference: StampedHistory | None,
+        clock: Any = time.thread_time,
+    ) -> None:
+        self.rate = RATE
+        self.settings = settings
+        self.mic = mic
+        self.reference = reference if settings.echo_cancellation else None
+        self._clock = clock
+        self._apm = _apm(settings)
+        self._mic_rs = StreamResampler(mic.rate, RATE)
+        self._ref_rs = StreamResampler(reference.rate if reference else RATE, RATE)
+        self._near = np.zeros(0, dtype=np.int16)  # mic at RATE, not yet a whole frame
+        self._far = np.zeros(0, dtype=np.int16)  # reference at RATE, aligned with _near
+        self._ref_pos: int | None = None  # reference index of the next sample to take
+        self._ref_frac = 0.0
+        self._epochs = (mic.epoch, reference.epoch if reference else 0)
+        self._ref_block: Samples = np.zeros(4096, dtype=np.int16)
+        self._held: tuple[Samples, int] | None = None
+        self._t0 = time.monotonic()
+        # meters
+        self._active_until = -1.0  # audio time (s) until which the agent counts as audible
+        self._audio_s = 0.0
+        self._erle = np.full(ERLE_FRAMES, np.nan)  # per-frame dB, a ring
+        self._active_frames = 0
+        self._delay_ms: float | None = None
+        self.stats = ProcessingStats(
+            enabled=True,
+            echo_cancellation=settings.echo_cancellation,
+            aec_hint_ms=MARGIN_MS if settings.echo_cancellation else 0.0,
+        )
+
+    # --- alignment ------------------------------------------------------------------------
+
+    def reference_start(self, mic_index: int) -> float | None:
+        """The reference index (fractional) played at the device time of mic sample
+        `mic_index`, minus MARGIN_MS; None until both streams have stamps."""
+        if self.reference is None:
+            return None
+        ms, rs = self.mic.stamp(), self.reference.stamp()
+        if ms is None or rs is None:
+            return None
+        m_index, m_time, m_buffer = ms
+        r_index, r_time, r_buffer = rs
+        t = m_time + (mic_index - m_index) / self.mic.rate - MARGIN_MS / 1000.0
+        delay = (m_buffer + r_buffer) * 1000.0
+        self._delay_ms = delay if self._delay_ms is None else self._delay_ms * 0.95 + delay * 0.05
+        return r_index + (t - r_time) * self.reference.rate
+
+    def _reference_for(self, mic_index: int, n_mic: int) -> Samples:
+        """The reference at its device rate for a mic block of n_mic samples at mic_index."""
+        assert self.reference is not None
+        target = self.reference_start(mic_index)
+        ratio = self.reference.rate / self.mic.rate
+        if target is not None:
+            if self._ref_pos is None:
+                self._resync(round(target))
+            else:
+                error = target - (self._ref_pos + self._ref_frac)
+                if abs(error) > RESYNC_MS * self.reference.rate / 1000.0:
+                    self._resync(round(target))
+                    self.stats.resyncs += 1
+                elif abs(error) > SLEW_MS * self.reference.rate / 1000.0:
+                    self._ref_frac += 1.0 if error > 0 else -1.0
+        if self._ref_pos is None:
+            return np.zeros(round(n_mic * ratio), dtype=np.int16)
+        want = self._ref_frac + n_mic * ratio
+        n = int(want)
+        self._ref_frac = want - n
+        if n > len(self._ref_block):
+            self._ref_block = np.zeros(n, dtype=np.int16)
+        block = self._ref_block[:n]
+        self.reference.read(self._ref_pos, block)
+        self._ref_pos += n
+        return block
+
+    def _resync(self, position: int) -> None:
+        self._ref_pos = position
+        self._ref_frac = 0.0
+        self._ref_rs.reset()
+        self._far = np.zeros(len(self._near), dtype=np.int16)
+
+    # --- processing -----------------------------------------------------------------------
+
+    def process(self, block: Samples, mic_index: int) -> Samples:
+        """Process one mic block (device rate) whose first sample has index mic_index; returns
+        the processed audio at RATE so far (whole 10 ms frames; the rest waits)."""
+        t = self._clock()
+        try:
+            if self._held is not None:  # the mic held back last time comes first
+                held, held_index = self._held
+                self._held = None
+                block, mic_index = np.concatenate((held, block)), held_index
+            if not self._reference_ready(mic_index + len(block)) and (
+                len(block) < HOLD_S * self.mic.rate
+            ):
+                self._held = (block.copy(), mic_index)
+                self.stats.holds += 1
+                return np.zeros(0, dtype=np.int16)
+            return self._process(block, mic_index)
+        finally:
+            self.stats.cpu_s += self._clock() - t
+
+    def _reference_ready(self, mic_end: int) -> bool:
+        """Has the output written the reference up to mic sample mic_end? (It runs ahead of the
+        mic by its latency, but a late output thread must not make the reference a gap.)"""
+        if self.reference is None:
+            return True
+        end = self.reference_start(mic_end)
+        return end is None or self.reference.total >= math.ceil(end)
+
+    def _process(self, block: Samples, mic_index: int) -> Samples:
+        epochs = (self.mic.epoch, self.reference.epoch if self.reference else 0)
+        if epochs != self._epochs:
+            self._epochs = epochs
+            self.reset()
+        far = None
+        if self.reference is not None:  # first: a resync restarts _far against the old _near
+            far = self._ref_rs.process(self._reference_for(mic_index, len(block)))
+        near = self._mic_rs.process(block)
+        self._near = np.concatenate((self._near, near)) if len(self._near) else near
+        if far is not None:
+            self._far = np.concatenate((self._far, far)) if len(self._far) else far
+            if len(self._far) < len(self._near):  # resampler start-up: the reference is silence
+                pad = np.zeros(len(self._near) - len(self._far), dtype=np.int16)
+                self._far = np.concatenate((pad, self._far))
+        whole = len(self._near) - len(self._near) % FRAME
+        if whole == 0:
+            return np.zeros(0, dtype=np.int16)
+        near_frames = self._near[:whole]
+        far_frames = self._far[:whole] if self.reference is not None else None
+        out: Samples = self._apm.process(near_frames, far_frames)
+        self._meter(near_frames, far_frames, out)
+        self._near = self._near[whole:].copy()
+        if self.reference is not None:
+            self._far = self._far[whole:].copy()
+            if len(self._far) > len(self._near) + RATE // 10:  # more than 100 ms ahead: drift
+                self._far = self._far[len(self._far) - len(self._near) :].copy()
+        return out
+
+    def _meter(self, near: Samples, far: Samples | None, out: Samples) -> None:
+        frames = len(near) // FRAME
+        self.stats.frames += frames
+        if far is None:
+            self._audio_s += frames * FRAME / RATE
+            return
+        powers = [_frame_powers(x, frames) for x in (far, near, out)]
+        for p_far, p_near, p_out in zip(*powers, strict=True):
+            self._audio_s += FRAME / RATE
+            if p_far >= ACTIVE_POWER:
+                self._active_until = self._audio_s + ACTIVE_HOLD_S
+            if self._audio_s <= self._active_until and p_near >= ACTIVE_POWER:
+                # the median over many frames: the user talking over the agent (double talk,
+                # little "enhancement") is a minority of them and does not drag it down
+                erle = 10 * math.log10((p_near + 1.0) / (p_out + 1.0))
+                self._erle[self._active_frames % ERLE_FRAMES] = min(ERLE_CAP_DB, erle)
+                self._active_frames += 1
+
+    def reset(self) -> None:
+        """A device was reopened: new stamps, a new acoustic path maybe; start over."""
+        self._apm.reset()
+        self._mic_rs.reset()
+        self._ref_rs.reset()
+        self._near = np.zeros(0, dtype=np.int16)
+        self._far = np.zeros(0, dtype=np.int16)
+        self._ref_pos = None
+        self._ref_frac = 0.0
+        self.stats.resets += 1
+
+    def snapshot(self) -> ProcessingStats:
+        s = self.stats
+        elapsed = max(1e-9, time.monotonic() - self._t0)
+        s.cpu_percent = round(100.0 * s.cpu_s / elapsed, 3)
+        s.delay_ms = None if self._delay_ms is None else round(self._delay_ms, 1)
+        if self._active_frames >= 100:  # a second of echo heard
+            s.erle_db = round(float(np.nanmedian(self._erle)), 1)
+        return ProcessingStats(**vars(s))
