@@ -2,7 +2,8 @@
 
 The daemon runs as a subprocess with file devices in always_on mode; its mic is a looped WAV of
 numbered speech bursts (voicebox.simulator.bursts: the number and position ride in each
-sample's low bits, 1.2 s every 2.5 s, 20 per 50 s cycle, the cycle told apart by arrival time).
+sample's low bits, 1.2 s every 2.5 s, 20 per 50 s cycle, the cycle told apart by arrival time),
+so the mic processing is off: it would rewrite those bits.
 The simulator runs in this process with `voicebox.simulator.chaos` applying the schedule of
 `--seed`, and decodes every burst it hears. A burst is delivered when >= 80 % of its positions
 reached the agent on some session. Fault to next session: from the fault (or the first handshake
@@ -71,6 +72,7 @@ def write_config(tmp: Path, port: int, mode: str) -> Path:
 audio:
   input: {{backend: file, path: {tmp / "mic.wav"}, loop: true}}
   output: {{backend: file, path: {tmp / "out.wav"}}}
+  processing: {{echo_cancellation: "off", noise_suppression: "off", high_pass: false}}
 conversation:
   mode: {mode}
 gpio:
