@@ -61,7 +61,7 @@ def test_initial_values_from_config_and_profile() -> None:
     assert (desktop.receive_timeout_s, desktop.latency_s, desktop.resume_buffer_s) == (
         2.0,
         None,
-        3.0,
+        5.0,
     )
     pi = Tuner(Config(), PI).current
     assert pi.prebuffer_ms == 200 and pi.ring_ms == 20000  # larger pre-roll, smaller ring
@@ -127,7 +127,7 @@ def test_memory_pressure_shrinks_ring_and_resume_buffer_then_restores() -> None:
     tuner = Tuner(Config(), DESKTOP)
     tuner.update(0.0, CALM, AudioStats(), None, True)
     low = names(tuner.update(1.0, sample(mem=100), AudioStats(), None, True))
-    assert low["ring_ms"].new == 15000 and low["resume_buffer_s"].new == 1.5
+    assert low["ring_ms"].new == 15000 and low["resume_buffer_s"].new == 2.5
     assert low["ring_ms"].needs_quiet and not low["resume_buffer_s"].needs_quiet
     assert "mem_available_mb=100" in low["ring_ms"].reason
     t = 1.0
@@ -139,7 +139,7 @@ def test_memory_pressure_shrinks_ring_and_resume_buffer_then_restores() -> None:
     while t < 400:
         t += 1.0
         restored |= {c.name: c.new for c in tuner.update(t, CALM, AudioStats(), None, True)}
-    assert restored == {"ring_ms": 30000, "resume_buffer_s": 3.0}
+    assert restored == {"ring_ms": 30000, "resume_buffer_s": 5.0}
 
 
 def test_ring_overflows_grow_the_ring_and_memory_pressure_respects_it() -> None:

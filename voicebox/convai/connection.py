@@ -302,7 +302,7 @@ class SessionLink:
         round_trip: LatencyStats | None = None,
         probe_timing: Callable[[], tuple[float, float]] | None = None,
         probe_rtt: LatencyStats | None = None,
-        replay_s: float = 3.0,
+        replay_s: float = 5.0,
     ) -> None:
         self.ws = ws
         self.session = session
