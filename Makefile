@@ -1,6 +1,6 @@
 # voicebox: every target sets the machine up first, so on a fresh clone each is the only command.
 PY := .venv/bin/python
-.PHONY: bootstrap test system-test test-arm64 lint format typecheck demo demo-phone bench unit-check clean
+.PHONY: bootstrap test system-test test-arm64 lint format typecheck demo demo-phone bench chaos soak unit-check clean
 ARCH ?= amd64
 
 bootstrap:
@@ -34,6 +34,14 @@ demo-phone: bootstrap
 
 bench: bootstrap
 	@$(PY) bench/run.py
+
+# 30 minutes, 100 faults of every kind, always_on: bench/chaos-report.md and bench/out/chaos.png
+chaos: bootstrap
+	@$(PY) bench/bench_chaos.py --minutes 30 --faults 100 | tee bench/chaos-report.md
+
+# 4 hours of conversation with a short cap (hundreds of rollovers): bench/soak-report.md
+soak: bootstrap
+	@$(PY) bench/soak.py --hours 4 | tee bench/soak-report.md
 
 clean:
 	rm -rf .venv build demo-out bench/out .pytest_cache .mypy_cache .ruff_cache

@@ -18,10 +18,12 @@ import asyncio
 import contextlib
 import csv
 import json
+import logging
 import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,8 +65,12 @@ FIELDS = [
 # --- the simulator process -------------------------------------------------------------------
 
 
-async def serve(port: int, max_duration_s: float, lead_s: float) -> list[float]:
-    """Run the simulator until SIGTERM; returns every ping-to-pong round trip it saw, in ms."""
+async def serve(
+    port: int, max_duration_s: float, lead_s: float, silent: int = 0, seconds: float = 0.0
+) -> list[float]:
+    """Run the simulator until SIGTERM; returns every ping-to-pong round trip it saw, in ms.
+    silent: that many half-open faults (seeded chaos schedule) over `seconds`."""
+    from voicebox.simulator import chaos
     from voicebox.simulator.server import SimConfig, Simulator
 
     cfg = SimConfig(
@@ -79,7 +85,12 @@ async def serve(port: int, max_duration_s: float, lead_s: float) -> list[float]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
+        if silent:
+            spec = chaos.ChaosSpec(1, silent, seconds / 60)
+            runner = asyncio.create_task(chaos.run_chaos(sim, chaos.schedule(spec, ("silent",))))
         await stop.wait()
+        if silent:
+            runner.cancel()
         return [rtt * 1000 for c in sim.connections for rtt in c.pong_latencies_s]
 
 
@@ -105,6 +116,7 @@ async def stall_loop(seconds: float) -> None:
 async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     import psutil
 
+    from voicebox import logs
     from voicebox.audio.engine import AudioEngine
     from voicebox.config import Config, with_changes
     from voicebox.convai.supervisor import Supervisor
@@ -151,12 +163,28 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
                 sup.set_receive_timeout(float(c.new))
             elif c.name == "resume_buffer_s":
                 sup.set_resume_buffer_s(float(c.new))
+            elif c.name in ("probe_interval_s", "probe_timeout_s"):
+                sup.set_probe_timing(tuner.current.probe_interval_s, tuner.current.probe_timeout_s)
             tick_changes.append(f"{c.name}={c.new}")
             all_changes.append((time.monotonic() - t0, c))
 
     def on_sample(sample: Sample) -> None:  # as the daemon's _on_sample
-        pong_ms = sup.snapshot().get("pong_ms_p50")
-        apply(tuner.update(time.monotonic(), sample, engine.stats(), pong_ms, sup.quiet()))
+        snap = sup.snapshot()
+        pong_ms, probe_ms = snap.get("pong_ms_p50"), snap.get("probe_rtt_ms_p99")
+        now, stats = time.monotonic(), engine.stats()
+        apply(tuner.update(now, sample, stats, pong_ms, sup.quiet(), probe_rtt_ms=probe_ms))
+
+    half_open: list[float] = []  # silent_s of each link.half_open: fault to detection, at most
+
+    class HalfOpen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            f = logs.fields_of(record)
+            if f.get("EVENT") == "link.half_open" and "SILENT_S" in f:
+                half_open.append(float(f["SILENT_S"]))
+
+    logging.getLogger("voicebox.convai").addHandler(HalfOpen())
+    logging.getLogger("voicebox.convai").setLevel(logging.INFO)
+    sup.set_probe_timing(tuner.current.probe_interval_s, tuner.current.probe_timeout_s)
 
     t = tuner.current
     engine.set_prebuffer_ms(t.prebuffer_ms)
@@ -241,6 +269,8 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "rss_last_mb": rss_last,
         "rss_max_mb": rss_max,
         "py_blocks": [blocks_first, blocks_half, blocks_last],
+        "half_open": half_open,
+        "probe": [snap["probe"]["interval_s"], snap["probe"]["timeout_s"]],
     }
 
 
@@ -434,6 +464,7 @@ def run_mode(
     stall_ms: int = 0,
     name: str | None = None,
     out: Path = OUT,
+    silent: int = 0,
 ) -> dict[str, Any]:
     """One scenario subprocess (plus its simulator) under `stress` busy workers."""
     out.mkdir(parents=True, exist_ok=True)
@@ -443,7 +474,8 @@ def run_mode(
     with tempfile.TemporaryDirectory(prefix="vb-stress-") as tmp, Stress(stress):
         sim = subprocess.Popen(
             [sys.executable, me, "--serve", str(port), "--max-duration-s", str(max_duration_s)]
-            + ["--lead-s", str(lead_s), "--pong-file", str(Path(tmp) / "pongs.json")],
+            + ["--lead-s", str(lead_s), "--pong-file", str(Path(tmp) / "pongs.json")]
+            + ["--silent", str(silent), "--seconds", str(seconds)],
             stderr=subprocess.DEVNULL,
         )
         try:
@@ -684,6 +716,22 @@ def table(
             "-",
         ),
         ("tuning changes", len(off["changes"]), len(on["changes"]), s("", "-"), "-", "-"),
+        (
+            "half-open alarms (no fault injected: all false)",
+            len(off.get("half_open", [])),
+            len(on.get("half_open", [])),
+            s("", "-"),
+            "0",
+            yes(not on.get("half_open")),
+        ),
+        (
+            "link probe interval / timeout at the end, s",
+            " / ".join(f"{v:g}" for v in off.get("probe", [])),
+            " / ".join(f"{v:g}" for v in on.get("probe", [])),
+            s("", "-"),
+            "-",
+            "-",
+        ),
         ("mean system CPU, %", off["cpu_mean"], on["cpu_mean"], s("cpu_mean"), "-", "-"),
     ]
     if sdk is None:
@@ -709,6 +757,26 @@ SDK_NOTES = (
     f"{MIC_QUEUE_S:g} s after capture, the audio voicebox's 1 s capture queue would have dropped; "
     "the next row gives the capture-to-sent delay."
 )
+
+
+def halfopen_table(r: dict[str, Any], load: str) -> list[str]:
+    """Half-open links under load: how long each took to notice, from its last sign of life."""
+    found = sorted(r["half_open"])
+    cell = f"{statistics.median(found):.2f} / {found[-1]:.2f}" if found else "none detected"
+    return [
+        f"Half-open links under load ({load}, plus a {STALL_MS} ms stall every "
+        f"{STALL_EVERY_S:g} s, adaptation on): 5 silent faults (the simulator stops reading "
+        f"and sending, the socket stays open) in {r['seconds']:.0f} s. Detected after: from "
+        "the link's last pong or frame, an upper bound on the time from the fault.",
+        "",
+        "| figure | value | target | met |",
+        "|---|---|---|---|",
+        f"| half-open links detected | {len(found)} of 5 | 5 | {yes(len(found) >= 5)} |",
+        f"| detected after, median / max, s | {cell} | <= 3 | "
+        f"{yes(bool(found) and found[-1] <= 3.0)} |",
+        f"| link probe interval / timeout at the end, s | "
+        f"{' / '.join(f'{v:g}' for v in r['probe'])} | | |",
+    ]
 
 
 def rss_table(rss: dict[str, Any], minutes: float) -> list[str]:
@@ -751,9 +819,12 @@ def main() -> int:
     parser.add_argument("--max-duration-s", type=float, default=600.0, help=argparse.SUPPRESS)
     parser.add_argument("--stall-ms", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--pong-file", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--silent", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
-        rtts = asyncio.run(serve(args.serve, args.max_duration_s, args.lead_s))
+        rtts = asyncio.run(
+            serve(args.serve, args.max_duration_s, args.lead_s, args.silent, args.seconds or 0.0)
+        )
         if args.pong_file:  # round trips as the agent sees them, event-loop stalls included
             Path(args.pong_file).write_text(json.dumps(rtts))
         return 0
@@ -776,6 +847,9 @@ def main() -> int:
         run_mode("sdk", seconds, w, lead, stall_ms=STALL_MS, name="stalls_sdk")
         if not args.no_sdk
         else None
+    )
+    halfopen = run_mode(
+        "on", max(seconds, 40.0), w, lead, stall_ms=STALL_MS, name="halfopen_on", silent=5
     )
     rss = run_mode("rss", minutes * 60, 0, 1.0, max_duration_s=45.0) if minutes > 0 else None
     cores, tool = os.cpu_count(), Stress(1).tool
@@ -812,6 +886,8 @@ def main() -> int:
     for label, res in (("CPU stress", stress[1]), ("stalls", stalls[1])):
         print()
         print(f"Tuning changes, {label}, adaptation on: " + ("; ".join(res["changes"]) or "none"))
+    print()
+    print(*halfopen_table(halfopen, load), sep="\n")
     if rss:
         print()
         print(*rss_table(rss, minutes), sep="\n")

@@ -80,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N:KIND[:ARG]",
         help="fault on the Nth connection, e.g. 2:close:1012 (repeatable)",
     )
+    p.add_argument(
+        "--chaos",
+        default=None,
+        metavar="SEED[:FAULTS[:MINUTES]]",
+        help="seeded random faults of every kind over the run (default 20 in 10 minutes)",
+    )
+    p.add_argument(
+        "--chaos-kinds",
+        default=None,
+        metavar="KIND,...",
+        help="only these chaos kinds (e.g. silent,drop); default all",
+    )
 
     p = sub.add_parser("status", help="show the running daemon's status")
     _add_config(p)

@@ -187,7 +187,11 @@ class ConversationConfig:
 
     mode: Literal["push_to_talk", "always_on"] = _f("push_to_talk", "push_to_talk or always_on")
     idle_close_s: float = _f(20.0, "push_to_talk: close after this long without speech", gt=0)
-    resume_buffer_s: float = _f(3.0, "mic audio kept while (re)connecting", ge=0)
+    # 5 s: noticing a half-open link (< 3 s) plus a reconnect must fit, or the replay drops
+    # the start of what was said into the dead link (make chaos, seed 13).
+    resume_buffer_s: float = _f(
+        5.0, "mic audio kept while (re)connecting, unconfirmed audio replayed included", ge=0
+    )
     receive_timeout_s: float = _f(2.0, "no frame for this long while talking: check link", gt=0)
     max_duration_s: int = _f(600, "the service's conversation cap", gt=0)
     rollover: bool = _f(True, "open the next session at a quiet moment before the cap")

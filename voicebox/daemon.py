@@ -298,6 +298,7 @@ class Daemon:
             self.audio.stats(),
             self.supervisor.snapshot().get("pong_ms_p50"),
             between_replies=self.supervisor.quiet(),
+            probe_rtt_ms=self.supervisor.snapshot().get("probe_rtt_ms_p99"),
         )
         self._apply_tuning(changes)
 
@@ -307,6 +308,7 @@ class Daemon:
             TuningChange("prebuffer_ms", None, t.prebuffer_ms, "initial", False),
             TuningChange("receive_timeout_s", None, t.receive_timeout_s, "initial", False),
             TuningChange("resume_buffer_s", None, t.resume_buffer_s, "initial", False),
+            TuningChange("probe_timeout_s", None, t.probe_timeout_s, "initial", False),
             TuningChange("ring_ms", None, t.ring_ms, "initial", True),
         ]
 
@@ -325,6 +327,9 @@ class Daemon:
                 self.supervisor.set_receive_timeout(float(change.new))
             elif change.name == "resume_buffer_s":
                 self.supervisor.set_resume_buffer_s(float(change.new))
+            elif change.name in ("probe_interval_s", "probe_timeout_s"):
+                t = self.tuner.current
+                self.supervisor.set_probe_timing(t.probe_interval_s, t.probe_timeout_s)
             else:
                 continue
             if change.reason != "initial":
@@ -408,6 +413,7 @@ class Daemon:
             "audio": dataclasses.asdict(stats),
             "monitor": self.monitor.snapshot(),
             "tuning": dataclasses.asdict(t) | {"adaptive": self.cfg.tuning.adaptive},
+            "runtime": {"tasks": _task_count()},
             "environment": {
                 "board": self.env.board,
                 "cores": self.env.cores,
@@ -415,6 +421,14 @@ class Daemon:
                 "profile": self.env.profile,
             },
         }
+
+
+def _task_count() -> int | None:
+    """asyncio tasks alive (flat over months, or something leaks)."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop
+        return None
 
 
 def _check_startable(cfg: Config, api_key: Secret | None) -> list[str]:

@@ -4,6 +4,8 @@ Pure: no I/O, the time is passed in. Trouble (underruns, overflows, high load, s
 memory pressure) raises or shrinks a setting at once; a calm period undoes it slowly, one step at
 a time, and only once the trouble has stayed away (add fast, decay slow). The targets depend only
 on the conditions, never on the current values, so a steady input converges and never flaps.
+Link probes (`probe_timing`) follow the measured round trip and the load within a detection
+budget, so a half-open link is found in under 3 s and a slow loop is never taken for one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ PONG_ALPHA = 0.3
 RING_FLOOR_MS = 4000
 RESUME_FLOOR_S = 0.5
 MEMORY_OK_FACTOR = 1.5  # memory pressure ends above memory_low_mb times this
+# Link probes: a half-open link is found within interval + timeout, DETECT_BUDGET_S at most.
+DETECT_BUDGET_S = 2.75  # of the 3 s target; the rest is the loop's own scheduling
+PROBE_RTT_FACTOR = 4.0  # a pong may take this many round trips (p99) ...
+PROBE_ALLOWANCE_S = 1.0  # ... plus this, for a busy loop (GC, a slow call) on either side
+PROBE_ALLOWANCE_LOADED_S = 1.5  # under load: 3x the stress bench's 450 ms event-loop stalls
+PROBE_TIMEOUT_MAX_S = 2.0
+PROBE_INTERVAL_S = (0.5, 1.0)
 NEEDS_QUIET = frozenset({"ring_ms", "chunk_ms", "latency_s"})  # reopen a stream or cut a reply
 
 # profile -> (lowest initial pre-roll ms, largest ring ms): small boards start safer and leaner
@@ -50,6 +59,8 @@ class Tuning:
     receive_timeout_s: float  # silence from the server that triggers a link check
     latency_s: float | None  # PortAudio latency; None = as configured ("low"/"high")
     resume_buffer_s: float  # mic audio kept while (re)connecting
+    probe_interval_s: float = 1.0  # link probes while a session lives (probe_timing)
+    probe_timeout_s: float = PROBE_ALLOWANCE_S
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,21 @@ def _clamp(value: float, lo: float, hi: float) -> float:
     return max(lo, min(hi, value))
 
 
+def probe_timing(rtt_ms: float | None, loaded: bool) -> tuple[float, float]:
+    """(interval_s, timeout_s) for link probes from the round trip (p99, ms) and the load.
+
+    timeout = PROBE_RTT_FACTOR * rtt + an allowance for a stalled loop (larger under load),
+    at most PROBE_TIMEOUT_MAX_S; interval = what is left of DETECT_BUDGET_S, 0.5-1 s. Both are
+    rounded to 0.05 s so the round trip's jitter does not change them every sample.
+    """
+    rtt_s = 0.0 if rtt_ms is None or not math.isfinite(rtt_ms) else max(0.0, rtt_ms) / 1000.0
+    allowance = PROBE_ALLOWANCE_LOADED_S if loaded else PROBE_ALLOWANCE_S
+    timeout = _clamp(allowance + PROBE_RTT_FACTOR * rtt_s, allowance, PROBE_TIMEOUT_MAX_S)
+    timeout = math.ceil(timeout * 20) / 20
+    interval = _clamp(DETECT_BUDGET_S - timeout, *PROBE_INTERVAL_S)
+    return math.floor(interval * 20) / 20, timeout
+
+
 def _round10(ms: float) -> int:
     return int(math.ceil(ms / 10.0) * 10)
 
@@ -80,6 +106,8 @@ class Tuner:
         self.cpu_high = t.cpu_high_percent
         self.memory_low_mb = t.memory_low_mb
         configured_latency = out.latency if isinstance(out.latency, float | int) else None
+        # Without adaptation the probes keep the loaded timing: nothing widens them under load.
+        probe_interval, probe_timeout = probe_timing(None, loaded=True)
         self.configured = Tuning(
             prebuffer_ms=out.prebuffer_ms,
             ring_ms=out.buffer_ms,
@@ -87,6 +115,8 @@ class Tuner:
             receive_timeout_s=conv.receive_timeout_s,
             latency_s=None if configured_latency is None else float(configured_latency),
             resume_buffer_s=conv.resume_buffer_s,
+            probe_interval_s=probe_interval,
+            probe_timeout_s=probe_timeout,
         )
         c = self.configured
         # bounds
@@ -103,6 +133,7 @@ class Tuner:
         self.resume_lo = min(c.resume_buffer_s, RESUME_FLOOR_S)
         # the starting point: the configured values, adjusted for the board
         pre_floor, ring_cap = PROFILES.get(env.profile, PROFILES["desktop"])
+        calm_interval, calm_timeout = probe_timing(None, loaded=False)  # until measured
         self.base = Tuning(
             prebuffer_ms=int(_clamp(max(c.prebuffer_ms, pre_floor), self.pre_lo, self.pre_hi)),
             ring_ms=int(_clamp(min(c.ring_ms, ring_cap), self.ring_lo, self.ring_hi)),
@@ -110,6 +141,8 @@ class Tuner:
             receive_timeout_s=c.receive_timeout_s,
             latency_s=c.latency_s,
             resume_buffer_s=c.resume_buffer_s,
+            probe_interval_s=calm_interval,
+            probe_timeout_s=calm_timeout,
         )
         if not self.adaptive:
             self.base = c
@@ -120,6 +153,7 @@ class Tuner:
         self._ring_floor = self.ring_lo  # raised for good when the ring overflows
         self._last_audio: AudioStats | None = None
         self._pong_ms: float | None = None
+        self._probe_rtt_ms: float | None = None
         never = -math.inf
         self._play_trouble = self._capture_trouble = self._link_trouble = never
         self._memory_trouble = never
@@ -188,8 +222,10 @@ class Tuner:
         audio: AudioStats,
         pong_ms: float | None,
         between_replies: bool,
+        probe_rtt_ms: float | None = None,
     ) -> list[TuningChange]:
-        """Feed the latest readings; returns the changes to apply now (none if not adaptive)."""
+        """Feed the latest readings; returns the changes to apply now (none if not adaptive).
+        probe_rtt_ms: the link probes' round trip (p99), ms."""
         if not self.adaptive:
             return []
         underruns, underflows, capture_lost, ring_overflows = self._deltas(audio)
@@ -258,6 +294,14 @@ class Tuner:
             self._set("receive_timeout_s", target, why, now)
         elif target < 0.9 * rt and quiet_link and self._can_step("receive_timeout_s", now):
             self._set("receive_timeout_s", max(target, math.floor(rt * 1.6) / 2), "quiet", now)
+
+        # link probes: the round trip measured, and room for a loaded loop until calm for HOLD_S
+        if probe_rtt_ms is not None and math.isfinite(probe_rtt_ms) and probe_rtt_ms >= 0:
+            self._probe_rtt_ms = probe_rtt_ms
+        interval, timeout = probe_timing(self._probe_rtt_ms, loaded=not quiet_link)
+        why = load_why or f"probe_rtt_ms={self._probe_rtt_ms or 0:.0f}"
+        self._set("probe_timeout_s", timeout, why, now)
+        self._set("probe_interval_s", interval, why, now)
 
         # a full ring drops agent audio: grow it, and never shrink it below that again
         if ring_overflows:

@@ -50,3 +50,12 @@ def test_sdk_run_sends_mic_blocks_and_gets_pongs(repo: Path, tmp_path: Path) -> 
     table = bench.table(result, result, targets=True, sdk=result)
     assert "SDK AsyncConversation" in table[0]
     assert all(line.count("|") == table[0].count("|") for line in table)
+
+
+def test_a_half_open_link_is_found_and_reported(repo: Path, tmp_path: Path) -> None:
+    bench = load(repo)
+    result = bench.run_mode("on", 12.0, 0, 1.0, out=tmp_path, silent=1)
+    assert len(result["half_open"]) == 1  # the simulator's one silent fault, found by a probe
+    assert result["sessions"] >= 2  # and the conversation went on in a new session
+    rows = [line for line in bench.halfopen_table(result, "no load") if line.startswith("|")]
+    assert len(rows) == 5 and all(line.count("|") == 5 for line in rows)

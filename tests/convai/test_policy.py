@@ -165,6 +165,46 @@ def test_duration_cap_is_immediate_and_not_a_quick_failure() -> None:
         assert d.delay_s == 0.0 and not d.degraded
 
 
+def test_a_session_that_worked_resets_the_backoff_however_short() -> None:
+    # the issue's dense chaos run: 12-16 s sessions with 8-12 turns waited 9.8, 17.7, 47 s
+    policy = ReconnectPolicy(CFG, random.Random(11))
+    drop = SessionEnd(T, "1006")
+    for _ in range(6):
+        policy.session_ended(drop, None)  # refusals: the exponent grows
+    assert policy.attempt == 6
+    d = policy.session_ended(drop, 12.0, worked=True)
+    assert d.attempt == 1 and d.delay_s <= CFG.initial_s
+    d = policy.session_ended(drop, 14.0, worked=False)  # lived, but no turns: no proof
+    assert d.attempt == 2
+
+
+def test_1013_and_retry_after_still_set_a_floor_after_a_working_session() -> None:
+    policy = ReconnectPolicy(CFG, random.Random(12))
+    end = classify_end(close_code=1013, close_reason="try again later")
+    assert end.end_class is T and end.retry_after_s is not None
+    d = policy.session_ended(end, 12.0, worked=True)
+    assert d.delay_s >= end.retry_after_s
+    d = policy.session_ended(SessionEnd(T, "HTTP 503", 7.0), 12.0, worked=True)
+    assert d.delay_s >= 7.0
+
+
+def test_a_config_end_after_a_working_session_is_retried_and_one_without_proof_degrades() -> None:
+    policy = ReconnectPolicy(CFG, random.Random(13))
+    quota = SessionEnd(C, "quota exceeded")
+    d = policy.session_ended(quota, 20.0, worked=True)
+    assert not d.degraded and d.delay_s <= CFG.initial_s
+    for _ in range(3):  # refusals in between do not use the retry up
+        policy.session_ended(SessionEnd(T, "HTTP 429", 1.0), None)
+    # make chaos, seed 13: a session that worked (5 turns) then got a 1008 went degraded for
+    # 300 s because an earlier quota end had used the one retry up
+    d = policy.session_ended(SessionEnd(C, "1008"), 5.4, worked=True)
+    assert not d.degraded
+    d = policy.session_ended(quota, 2.0, worked=False)
+    assert d.degraded
+    fresh = ReconnectPolicy(CFG, random.Random(14))
+    assert fresh.session_ended(quota, 20.0, worked=False).degraded  # no proof: degraded at once
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_no_decision_delay_is_ever_non_finite(bad: float) -> None:
     """asyncio.timeout(nan) never fires: whatever the settings or the server's Retry-After say,

@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from voicebox.audio.port import AudioStats
 from voicebox.config import Config, with_changes
 from voicebox.monitor import Environment, Sample
-from voicebox.tuning import HOLD_S, STEP_EVERY_S, Tuner, TuningChange
+from voicebox.tuning import (
+    DETECT_BUDGET_S,
+    HOLD_S,
+    STEP_EVERY_S,
+    Tuner,
+    TuningChange,
+    probe_timing,
+)
 
 PI = Environment("Raspberry Pi 5 Model B Rev 1.0", 4, 2000, "pi5-2gb")
 DESKTOP = Environment("Intel", 8, 16000, "desktop")
@@ -54,7 +61,7 @@ def test_initial_values_from_config_and_profile() -> None:
     assert (desktop.receive_timeout_s, desktop.latency_s, desktop.resume_buffer_s) == (
         2.0,
         None,
-        3.0,
+        5.0,
     )
     pi = Tuner(Config(), PI).current
     assert pi.prebuffer_ms == 200 and pi.ring_ms == 20000  # larger pre-roll, smaller ring
@@ -92,8 +99,9 @@ def test_stream_changes_wait_for_a_quiet_moment() -> None:
     tuner = Tuner(Config(), DESKTOP)
     tuner.update(0.0, CALM, AudioStats(), None, False)
     busy = names(tuner.update(1.0, sample(cpu=97), AudioStats(), None, between_replies=False))
-    assert set(busy) == {"prebuffer_ms", "receive_timeout_s"}
+    assert set(busy) == {"prebuffer_ms", "receive_timeout_s", "probe_timeout_s"}
     assert busy["prebuffer_ms"].new == 240 and busy["receive_timeout_s"].new == 4.0
+    assert busy["probe_timeout_s"].new == 1.5  # room for a loaded loop, within the 3 s budget
     assert "cpu=97%" in busy["prebuffer_ms"].reason
     quiet = names(tuner.update(2.0, sample(cpu=97), AudioStats(), None, between_replies=True))
     assert set(quiet) == {"chunk_ms", "latency_s"}
@@ -119,7 +127,7 @@ def test_memory_pressure_shrinks_ring_and_resume_buffer_then_restores() -> None:
     tuner = Tuner(Config(), DESKTOP)
     tuner.update(0.0, CALM, AudioStats(), None, True)
     low = names(tuner.update(1.0, sample(mem=100), AudioStats(), None, True))
-    assert low["ring_ms"].new == 15000 and low["resume_buffer_s"].new == 1.5
+    assert low["ring_ms"].new == 15000 and low["resume_buffer_s"].new == 2.5
     assert low["ring_ms"].needs_quiet and not low["resume_buffer_s"].needs_quiet
     assert "mem_available_mb=100" in low["ring_ms"].reason
     t = 1.0
@@ -131,7 +139,7 @@ def test_memory_pressure_shrinks_ring_and_resume_buffer_then_restores() -> None:
     while t < 400:
         t += 1.0
         restored |= {c.name: c.new for c in tuner.update(t, CALM, AudioStats(), None, True)}
-    assert restored == {"ring_ms": 30000, "resume_buffer_s": 3.0}
+    assert restored == {"ring_ms": 30000, "resume_buffer_s": 5.0}
 
 
 def test_ring_overflows_grow_the_ring_and_memory_pressure_respects_it() -> None:
@@ -283,3 +291,26 @@ def test_an_underrun_raises_the_preroll_in_the_same_update(
         assert names(changes)["prebuffer_ms"].new > before
     else:
         assert "prebuffer_ms" not in names(changes)
+
+
+@given(rtt=st.one_of(st.none(), st.floats(allow_nan=True)), loaded=st.booleans())
+def test_probe_timing_finds_a_dead_link_within_the_budget(rtt: float | None, loaded: bool) -> None:
+    interval, timeout = probe_timing(rtt, loaded)
+    assert interval + timeout <= DETECT_BUDGET_S + 1e-9 < 3.0
+    assert 0.5 <= interval <= 1.0
+    assert timeout >= (1.5 if loaded else 1.0)  # a 450 ms loop stall fits three times
+
+
+def test_probe_timeout_follows_the_round_trip_and_the_load() -> None:
+    tuner = Tuner(Config(), DESKTOP)
+    assert (tuner.current.probe_interval_s, tuner.current.probe_timeout_s) == (1.0, 1.0)
+    fixed = Tuner(config(adaptive=False), DESKTOP).current  # nothing would widen it under load
+    assert (fixed.probe_interval_s, fixed.probe_timeout_s) == (1.0, 1.5)
+    tuner.update(0.0, CALM, AudioStats(), None, True, probe_rtt_ms=100.0)
+    assert tuner.current.probe_timeout_s == 1.4  # 1.0 + 4 x 100 ms
+    tuner.update(1.0, sample(cpu=97), AudioStats(), None, True, probe_rtt_ms=100.0)
+    assert tuner.current.probe_timeout_s == 1.9
+    assert tuner.current.probe_interval_s == 0.85
+    for t in range(2, int(HOLD_S) + 3):  # calm again: back once the trouble stayed away
+        tuner.update(float(t), CALM, AudioStats(), None, True, probe_rtt_ms=100.0)
+    assert tuner.current.probe_timeout_s == 1.4

@@ -4,7 +4,19 @@
 only in the `xi-api-key` header of that HTTPS request) and raises `ConnectFailure` carrying the
 classified end on any failure. `SessionLink` runs one `Session` over one socket: the receive loop
 (decode, pong first, then the session's actions), a sender for mic frames, the session's timers,
-client tools as tasks, and a receive watchdog that probes a silent link and declares it half-open.
+client tools as tasks, and a prober: a WebSocket ping every probe interval while the session
+lives, each pong confirming the mic audio sent before its ping (voicebox.convai.replay), and no
+pong within the probe timeout declaring the link half-open.
+
+Memory is bounded whatever the service sends. The largest legitimate event is an `audio` event
+holding one utterance: pcm_48000 is 96,000 B/s, 128,000 B/s in base64, and the alignment adds
+~15 B per character (~0.2 kB/s); a 10 s utterance in one event is 1.28 MB (the SDK's old 1 MiB
+limit broke on a long first message, elevenlabs-python #482). MAX_FRAME = 2 MiB holds 16 s of
+pcm_48000 (49 s of pcm_16000); text events (transcripts, tool calls, metadata) are kilobytes.
+websockets pauses reading once MAX_QUEUE frames wait, so at most MAX_QUEUE frames plus the one
+being read are held: QUEUE_BYTES = (MAX_QUEUE + 1) * MAX_FRAME = 6 MiB (was 65 * 16 MiB). A
+larger frame fails the connection with 1009 before its payload is read; it is counted
+(`oversize_frames`), logged once as `frame.oversize`, and the session reconnects.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from voicebox.audio.port import AudioPort, Chunk
 from voicebox.config import AgentConfig, Secret, api_base_problem
 from voicebox.convai import messages
 from voicebox.convai.policy import EndClass, SessionEnd, classify_end
+from voicebox.convai.replay import FrameWindow, MicFrame
 from voicebox.convai.session import (
     Action,
     Close,
@@ -58,11 +71,14 @@ log = logging.getLogger("voicebox.convai")
 
 CONVERSATION_PATH = "/v1/convai/conversation"
 SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
-MAX_FRAME = 16 * 1024 * 1024
+MAX_FRAME = 2 * 1024 * 1024  # see the module docstring for the arithmetic
+MAX_QUEUE = 2  # frames waiting for the receive loop before websockets stops reading
+QUEUE_BYTES = (MAX_QUEUE + 1) * MAX_FRAME
 CLOSE_TIMEOUT_S = 2.0
 KEEPALIVE_S = 10.0
 TOOL_TIMEOUT_S = 20.0
-PROBE_TIMEOUTS = 3  # a probe unanswered for this many receive timeouts means half-open
+PROBE_INTERVAL_S = 1.0  # defaults until the tuner says otherwise (tuning.probe_timing)
+PROBE_TIMEOUT_S = 1.5
 TICK_S = 0.1
 TICK_CHECK_S = 0.5  # while mic chunks run the ticks, the ticker task only checks they still do
 OUT_QUEUE = 256  # mic frames waiting for the socket (~5 s of 20 ms chunks), oldest dropped
@@ -236,7 +252,7 @@ async def open_socket(agent: AgentConfig, api_key: Secret | None) -> ClientConne
             compression=None,
             ping_interval=KEEPALIVE_S,
             ping_timeout=KEEPALIVE_S,
-            max_queue=64,
+            max_queue=MAX_QUEUE,
         )
     except Exception as exc:  # connect_end classifies, or _failure re-raises a bug
         raise _failure(exc) from None
@@ -284,6 +300,9 @@ class SessionLink:
         mic_to_wire: LatencyStats | None = None,
         pong_latency: LatencyStats | None = None,
         round_trip: LatencyStats | None = None,
+        probe_timing: Callable[[], tuple[float, float]] | None = None,
+        probe_rtt: LatencyStats | None = None,
+        replay_s: float = 5.0,
     ) -> None:
         self.ws = ws
         self.session = session
@@ -297,8 +316,10 @@ class SessionLink:
         self._out: deque[tuple[str | bytes, float | None]] = deque()
         self._out_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._probe: asyncio.Task[None] | None = None
-        self._probe_ok_at = -1e9
+        self._probe_timing = probe_timing or (lambda: (PROBE_INTERVAL_S, PROBE_TIMEOUT_S))
+        self.probe_rtt = probe_rtt if probe_rtt is not None else LatencyStats(256)
+        self.unconfirmed = FrameWindow(replay_s)  # mic frames sent, no pong since
+        self.alive_at = -1e9  # loop time of the last pong (the link last proved it reads)
         self._closing: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         self.done = asyncio.Event()
@@ -307,6 +328,7 @@ class SessionLink:
         self.pong_latency = pong_latency if pong_latency is not None else LatencyStats()
         self.round_trip = round_trip if round_trip is not None else LatencyStats(64)
         self.probes = 0
+        self.oversize = False  # the service sent a frame larger than MAX_FRAME
         self.last_frame_at = self._loop.time()
         self.task: asyncio.Task[None] | None = None
         self._ticked_at = self.last_frame_at
@@ -324,16 +346,21 @@ class SessionLink:
     def now(self) -> float:
         return self._loop.time()
 
-    def send_mic(self, chunk: Chunk, rate: int, live: bool, t0: float | None = None) -> None:
+    def send_mic(
+        self, chunk: Chunk, rate: int, live: bool, t0: float | None = None, seq: int | None = None
+    ) -> None:
         """Encode and queue one mic chunk (non-blocking; called on the loop).
 
-        Mic chunks also run the session's tick when it is due, so a live conversation needs no
-        wakeup of its own for the timers (see _ticker).
+        A live chunk numbered `seq` is kept (a copy) until a pong confirms it. Mic chunks also
+        run the session's tick when it is due, so a live conversation needs no wakeup of its
+        own for the timers (see _ticker).
         """
         now = self._loop.time()
         frame = self.session.mic_frame(chunk, rate, live, now)
         if frame is not None:
             self._queue(frame, t0)
+            if live and seq is not None and not self.done.is_set():
+                self.unconfirmed.push(MicFrame(seq, chunk.copy(), rate))
         if now - self._ticked_at >= TICK_S:
             self._mic_ticked = True
             self._tick(now)
@@ -361,14 +388,13 @@ class SessionLink:
                     await self.ws.send(a.frame)
             self._spawn(self._sender())
             self._spawn(self._ticker())
+            self._spawn(self._prober())
             await self._receive()
         except ConnectionClosed as exc:
             self._record_close(exc)
         finally:
             for task in list(self._tasks):
                 task.cancel()
-            if self._probe is not None:
-                self._probe.cancel()
             if session.closed_at is None:
                 code = self.ws.close_code
                 session.closed(
@@ -475,13 +501,15 @@ class SessionLink:
         if self.done.is_set():
             return
         self.act(self.session.tick(now, self.audio.playing))
-        if now - self.last_frame_at >= self._receive_timeout():
-            self._quiet(now)
         if self._on_tick is not None:
             self._on_tick(self)
 
     def _record_close(self, exc: ConnectionClosed) -> None:
         rcvd = exc.rcvd
+        sent = exc.sent
+        if rcvd is None and sent is not None and sent.code == 1009:  # our limit, not theirs
+            self.oversize = True
+            self.session.failure = "oversize"
         self.session.closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "", self.now())
 
     async def _receive(self) -> None:
@@ -494,9 +522,6 @@ class SessionLink:
             frame = await ws.recv()
             t_recv = time.perf_counter()
             self.last_frame_at = now = loop.time()
-            if self._probe is not None:
-                self._probe.cancel()
-                self._probe = None
             ev = decode(frame)
             for a in session.receive(ev, now):
                 if type(a) is Play:  # most frames are agent audio
@@ -565,38 +590,44 @@ class SessionLink:
         result, is_error = await self.tools.run(call.name, call.parameters, self._tool_timeout)
         self.act(self.session.tool_result(call.tool_call_id, result, is_error))
 
-    def _quiet(self, now: float) -> None:
-        """No frame for a receive timeout: probe the link with a protocol ping (the peer's
-        WebSocket stack answers it, so a quiet but healthy service is never taken for dead),
-        at most once per receive timeout. A dead link never delivers the transcript that would
-        make a reply due, so probing only then would leave it to the keepalive (~20 s)."""
-        if self._probe is not None or self.done.is_set():
-            return
-        if now - self._probe_ok_at < self._receive_timeout():
-            return
-        self._probe = asyncio.create_task(self._probe_link())
+    async def _prober(self) -> None:
+        """A ping every probe interval; its pong confirms the mic audio sent before it. No pong
+        within the probe timeout: the link is half-open (the peer's WebSocket stack answers
+        pings by itself, so a quiet but healthy service is never taken for dead)."""
+        ws = self.ws
+        while True:
+            interval, timeout = self._probe_timing()
+            await asyncio.sleep(interval)
+            mark = self.unconfirmed.last_seq
+            self.probes += 1
+            sent_at = self.now()
+            try:
+                async with asyncio.timeout(timeout):
+                    waiter = await ws.ping()
+                    latency = await waiter
+            except TimeoutError:
+                self._half_open(timeout)
+                return
+            except ConnectionClosed:
+                return
+            now = self.now()
+            self.alive_at = now
+            self.unconfirmed.confirm(mark)
+            self.probe_rtt.add(latency if latency > 0 else now - sent_at)
+            if (
+                self.session.expecting_frames()
+                and now - self.last_frame_at >= self._receive_timeout()
+            ):
+                self.session.link_ok()  # a reply was due, but the service is only slow
 
-    async def _probe_link(self) -> None:
-        self.probes += 1
-        timeout = self._receive_timeout() * PROBE_TIMEOUTS
-        try:
-            async with asyncio.timeout(timeout):
-                waiter = await self.ws.ping()
-                await waiter
-        except TimeoutError:
-            self.session.failure = "half_open"
-            event(
-                log,
-                "link.half_open",
-                logging.WARNING,
-                conversation_id=self.session.conversation_id,
-                waited_s=round(timeout, 2),
-            )
-            self.ws.transport.abort()
-            return
-        except ConnectionClosed:
-            return
-        self._probe_ok_at = self.now()
-        if self.session.expecting_frames():
-            self.session.link_ok()  # a reply was due, but the service is only slow
-        self._probe = None
+    def _half_open(self, timeout: float) -> None:
+        self.session.failure = "half_open"
+        event(
+            log,
+            "link.half_open",
+            logging.WARNING,
+            conversation_id=self.session.conversation_id,
+            waited_s=round(timeout, 2),
+            silent_s=round(self.now() - max(self.alive_at, self.last_frame_at), 2),
+        )
+        self.ws.transport.abort()

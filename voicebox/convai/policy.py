@@ -5,7 +5,11 @@ status at the handshake or signed-URL fetch, network failure, half-open link) to
 with a human reason. `ReconnectPolicy` turns a sequence of ends into delays: full-jitter
 exponential backoff for transient failures, an immediate restart at the duration cap, and a
 degraded mode (long fixed period) for configuration problems and for sessions that keep dying
-right after opening. No I/O, no clock: lifetimes and the RNG are passed in.
+right after opening. A session that worked (metadata received, turns exchanged) proves the
+service is back and resets the backoff; a Retry-After, or a 1013 (TRY_AGAIN_S), still sets a
+floor. A configuration end (quota, 1008) of a session that worked gets an ordinary retry: the
+same key and agent just worked; a config end of a session that did not work means degraded.
+No I/O, no clock: lifetimes and the RNG are passed in.
 """
 
 from __future__ import annotations
@@ -44,9 +48,12 @@ FAILURES = (
     "network",
     "half_open",
     "metadata_timeout",
+    "oversize",
     "bad_url",
     "protocol",
 )
+
+TRY_AGAIN_S = 2.0  # 1013 "try again later" without a Retry-After: wait at least this long
 
 _DURATION_TEXT = ("exceeded maximum duration", "maximum duration exceeded", "max_duration")
 
@@ -143,6 +150,7 @@ def classify_end(
             "network": "network error",
             "half_open": "no answer to a link probe (half-open connection)",
             "metadata_timeout": "no conversation metadata in time",
+            "oversize": "the service sent a frame over our size limit (1009)",
             "protocol": "the peer did not answer in HTTP/WebSocket",
         }.get(failure, failure)
         detail = f": {emsg}" if emsg else ""
@@ -160,6 +168,8 @@ def classify_end(
         return SessionEnd(EndClass.CONFIG, f"{code_text}: {cause}")
     if close_code is None:
         return SessionEnd(EndClass.TRANSIENT, "connection lost without a close frame (1006)")
+    if close_code == 1013:
+        return SessionEnd(EndClass.TRANSIENT, f"{code_text}: retryable", TRY_AGAIN_S)
     # 1002 (service-side timeouts and failures), 1006, 1011, 1012, 1013 and anything else.
     detail = f" ({etype})" if etype else ""
     return SessionEnd(EndClass.TRANSIENT, f"{code_text}{detail}: retryable")
@@ -218,22 +228,32 @@ class ReconnectPolicy:
         cap = min(_seconds(self._cfg.max_s, _DEFAULTS.max_s), initial * 2.0 ** min(n, 60))
         return self._rng.uniform(0.0, cap)
 
-    def session_ended(self, end: SessionEnd, lifetime_s: float | None) -> Decision:
-        """Record one end. lifetime_s is None when no session opened (a connect failure)."""
+    def session_ended(
+        self, end: SessionEnd, lifetime_s: float | None, worked: bool = False
+    ) -> Decision:
+        """Record one end. lifetime_s is None when no session opened (a connect failure);
+        worked: the session got its metadata and exchanged turns, so the service was fine."""
         cfg = self._cfg
         opened = lifetime_s is not None
         quick = opened and lifetime_s is not None and lifetime_s < cfg.quick_failure_s
+        if worked:
+            quick = False
         if opened and not quick:
             self._quick = 0
             if end.end_class is not EndClass.CONFIG:
                 self.degraded = False
-        if opened and lifetime_s is not None and lifetime_s >= cfg.stable_after_s:
+        if worked or (opened and lifetime_s is not None and lifetime_s >= cfg.stable_after_s):
             self._failures = 0
         if quick and end.end_class is not EndClass.DURATION_CAP:
             self._quick += 1
         floor = min(_seconds(end.retry_after_s, 0.0), MAX_RETRY_AFTER_S)
         degraded_s = _seconds(cfg.degraded_s, _DEFAULTS.degraded_s)
-        if end.end_class is EndClass.CONFIG:
+        config_end = end.end_class is EndClass.CONFIG
+        if config_end and worked and not self.degraded:
+            delay = max(self.backoff_s(self._failures), floor)
+            self._failures += 1
+            return Decision(delay, self._failures, False, end.reason)
+        if config_end:
             self.degraded = True
             return Decision(max(degraded_s, floor), self._failures, True, end.reason)
         if self._quick >= cfg.quick_failures:

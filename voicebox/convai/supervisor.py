@@ -5,8 +5,9 @@ through `on_state`. Each session end is classified (policy.classify_end) and act
 fresh session after a normal end, an immediate context-carrying restart at the duration cap,
 jittered backoff after transient failures, and a slow retry period with one loud log line for
 configuration problems. Mic audio captured while no session is ready is kept in a bounded buffer
-and sent when the next one is. Near the duration cap it rolls over to a new session at a quiet
-moment so the service never cuts the agent off.
+and sent when the next one is, after the audio the ended link never got confirmed (replayed
+after any end but a clean close; voicebox.convai.replay says what confirmed means). Near the cap
+it rolls over to a new session at a quiet moment so the service never cuts the agent off.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from voicebox.config import Config, Secret
 from voicebox.convai import messages
 from voicebox.convai.connection import (
     CLOSE_TIMEOUT_S,
+    MAX_FRAME,
+    PROBE_INTERVAL_S,
+    PROBE_TIMEOUT_S,
     ConnectFailure,
     LatencyStats,
     SessionLink,
     open_socket,
 )
 from voicebox.convai.policy import EndClass, ReconnectPolicy, SessionEnd, classify_end
+from voicebox.convai.replay import FrameWindow, MicFrame, plan_replay
 from voicebox.convai.session import TRANSCRIPT_LINES, Session, SessionSettings, context_text
 from voicebox.convai.tools import ToolRegistry
 from voicebox.logs import event
@@ -50,37 +55,6 @@ class _Stopped(Exception):
 def _cls(end: SessionEnd) -> dict[str, Any]:
     """The end class as a log field named `class` (a keyword in Python)."""
     return {"class": str(end.end_class)}
-
-
-class ResumeBuffer:
-    """Mic audio kept while no session is ready: bounded by duration, oldest dropped and counted."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._chunks: deque[tuple[Chunk, int]] = deque()
-        self._duration = 0.0
-        self.dropped = 0  # chunks dropped because the buffer was full
-
-    def __len__(self) -> int:
-        return len(self._chunks)
-
-    def push(self, chunk: Chunk, rate: int) -> None:
-        self._chunks.append((chunk, rate))
-        self._duration += len(chunk) / rate
-        while self._chunks and self._duration > self.seconds + 1e-9:
-            old, old_rate = self._chunks.popleft()
-            self._duration -= len(old) / old_rate
-            self.dropped += 1
-
-    def take(self) -> list[tuple[Chunk, int]]:
-        out = list(self._chunks)
-        self._chunks.clear()
-        self._duration = 0.0
-        return out
-
-    def clear(self) -> None:
-        self._chunks.clear()
-        self._duration = 0.0
 
 
 class Supervisor:
@@ -112,7 +86,11 @@ class Supervisor:
         self._wanted = self._always_on
         self._mic_live = self._always_on
         self._receive_timeout = conv.receive_timeout_s
-        self._buffer = ResumeBuffer(conv.resume_buffer_s)
+        self._buffer = FrameWindow(conv.resume_buffer_s)  # captured while no session is ready
+        self._unconfirmed: list[MicFrame] = []  # from the link that ended, for the next one
+        self._seq = 0  # capture number of the next mic chunk
+        self._probe_interval = PROBE_INTERVAL_S
+        self._probe_timeout = PROBE_TIMEOUT_S
         self._link: SessionLink | None = None
         self._successor: dict[SessionLink, SessionLink] = {}
         self._rollover_tried: set[SessionLink] = set()
@@ -131,6 +109,9 @@ class Supervisor:
         self.mic_to_wire = LatencyStats()
         self.pong_latency = LatencyStats()
         self.round_trip = LatencyStats(64)
+        self.probe_rtt = LatencyStats(256)
+        self._replayed_s = 0.0
+        self._replay_dropped_s = 0.0
         self._counters = {
             "sessions": 0,
             "connect_failures": 0,
@@ -144,6 +125,9 @@ class Supervisor:
             "duration_caps": 0,
             "barge_ins": 0,
             "degraded": 0,
+            "replays": 0,
+            "half_open": 0,
+            "oversize_frames": 0,
         }
 
     # --- the daemon's API ----------------------------------------------------------------------
@@ -205,10 +189,12 @@ class Supervisor:
             and (int(chunk.max()) >= VOICE_PEAK or int(chunk.min()) <= -VOICE_PEAK)
         ):
             self._voice_at = t0
+        seq = self._seq
+        self._seq = seq + 1
         if link is not None and link.session.ready:
-            link.send_mic(chunk, rate, self._mic_live, t0)
+            link.send_mic(chunk, rate, self._mic_live, t0, seq)
         elif self._wanted and self._mic_live and not self._stopping:
-            self._buffer.push(chunk.copy(), rate)
+            self._buffer.push(MicFrame(seq, chunk.copy(), rate))
 
     def press(self) -> None:
         """Button down: open a session if none, mic live, barge in on the agent."""
@@ -247,6 +233,7 @@ class Supervisor:
         self._carry = False
         self._history.clear()
         self._buffer.clear()
+        self._unconfirmed = []
         if not self._always_on:
             self._mic_live = False
         self._interrupt.set()
@@ -275,6 +262,13 @@ class Supervisor:
 
     def set_resume_buffer_s(self, seconds: float) -> None:
         self._buffer.seconds = max(0.0, float(seconds))
+        if self._link is not None:
+            self._link.unconfirmed.seconds = self._buffer.seconds
+
+    def set_probe_timing(self, interval_s: float, timeout_s: float) -> None:
+        """Link probes (WebSocket pings) while a session lives; see tuning.probe_timing."""
+        self._probe_interval = max(0.1, float(interval_s))
+        self._probe_timeout = max(0.1, float(timeout_s))
 
     def quiet(self) -> bool:
         """Neither side speaking, no tool call pending."""
@@ -297,6 +291,8 @@ class Supervisor:
         link = self._link
         counters = dict(self._counters)
         counters["resume_dropped"] = self._buffer.dropped
+        counters["replayed_ms"] = round(self._replayed_s * 1000)
+        counters["replay_dropped_ms"] = round(self._replay_dropped_s * 1000)
         age = None
         conversation_id = None
         if link is not None:
@@ -328,6 +324,12 @@ class Supervisor:
             "mic_to_wire": self.mic_to_wire.summary(),
             "receive_timeout_s": self._receive_timeout,
             "resume_buffer_s": self._buffer.seconds,
+            "probe": {
+                "interval_s": self._probe_interval,
+                "timeout_s": self._probe_timeout,
+                "rtt": self.probe_rtt.summary(),
+            },
+            "probe_rtt_ms_p99": self.probe_rtt.summary().get("p99_ms"),  # for adaptive tuning
         }
 
     # --- sessions ------------------------------------------------------------------------------
@@ -396,6 +398,9 @@ class Supervisor:
             mic_to_wire=self.mic_to_wire,
             pong_latency=self.pong_latency,
             round_trip=self.round_trip,
+            probe_timing=lambda: (self._probe_interval, self._probe_timeout),
+            probe_rtt=self.probe_rtt,
+            replay_s=self._buffer.seconds,
         )
         self._counters["sessions"] += 1
         link.task = asyncio.create_task(link.run())
@@ -425,14 +430,29 @@ class Supervisor:
             self._activate(link, rolled_over=self._after_cap)
 
     def _activate(self, link: SessionLink, rolled_over: bool) -> None:
-        """This link now carries the mic: flush the resume buffer into it. rolled_over: it
-        continues a session that reached the duration cap (by a rollover or a cap restart),
-        reported as reason=rollover (the daemon speaks announcements.rollover)."""
+        """This link now carries the mic: replay what the last link left unconfirmed, then the
+        resume buffer, each frame once, in capture order. rolled_over: it continues a session
+        that reached the duration cap (by a rollover or a cap restart), reported as
+        reason=rollover (the daemon speaks announcements.rollover)."""
         self._link = link
         self._near_cap = False
         self._after_cap = False
-        for chunk, rate in self._buffer.take():
-            link.send_mic(chunk, rate, True)
+        unconfirmed, self._unconfirmed = self._unconfirmed, []
+        plan = plan_replay(unconfirmed, self._buffer.take(), self._buffer.seconds)
+        for f in plan.frames:
+            link.send_mic(f.chunk, f.rate, True, None, f.seq)
+        if unconfirmed or plan.dropped:
+            self._counters["replays"] += 1
+            self._replayed_s += plan.replayed_s
+            self._replay_dropped_s += plan.dropped_s
+            event(
+                log,
+                "mic.replayed",
+                conversation_id=link.session.conversation_id,
+                replayed_s=round(plan.replayed_s, 2),
+                buffered_s=round(plan.buffered_s, 2),
+                dropped_s=round(plan.dropped_s, 2),
+            )
         self._set_state(
             State.SPEAKING if self._audio.playing else State.LISTENING,
             conversation_id=link.session.conversation_id,
@@ -484,6 +504,19 @@ class Supervisor:
             self._link = None
         end = classify_end(**link.session.end_fields())
         self._absorb(link, history=True)
+        clean = end.end_class in (EndClass.NORMAL, EndClass.DURATION_CAP)  # a close handshake
+        self._unconfirmed = [] if clean else link.unconfirmed.take()
+        if link.session.failure == "half_open":
+            self._counters["half_open"] += 1
+        if link.oversize:
+            self._counters["oversize_frames"] += 1
+            event(
+                log,
+                "frame.oversize",
+                logging.WARNING,
+                conversation_id=link.session.conversation_id,
+                limit_bytes=MAX_FRAME,
+            )
         await self._ended(end, link.session.lifetime_s(), link)
 
     async def _failed(self, exc: Exception) -> None:
@@ -565,12 +598,15 @@ class Supervisor:
                 reason=end.reason,
             )
         was_degraded = self._policy.degraded
-        decision = self._policy.session_ended(end, lifetime)
+        s = link.session if link is not None else None
+        worked = s is not None and s.ready_at is not None and s.turns >= 2
+        decision = self._policy.session_ended(end, lifetime, worked)
         if self._stopping:
             return
         local = link is not None and link.session.local_close
         if decision.degraded:
             self._carry = False
+            self._unconfirmed = []  # minutes old by the next session
             if not was_degraded:
                 self._counters["degraded"] += 1
                 event(

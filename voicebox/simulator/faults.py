@@ -12,18 +12,37 @@
       quota[:AFTER]                flat error frame "This request exceeds your quota limit.",
                                    then close 1002 with that reason
       delay:SECONDS                send conversation_initiation_metadata only after SECONDS
+      cap[:AFTER]                  the duration cap now: max_duration_exceeded error, close 1000
+      interrupt[:AFTER]            act as if the user barged in (interruption + correction)
+      tool[:AFTER]                 a client_tool_call (the configured tool) in mid-conversation
+      end_call[:AFTER]             the agent says goodbye and ends the call (close 1000)
+      oversize[:AFTER]             one 4 MiB audio frame (over any sane client's frame limit)
     AFTER    when, counted from the metadata: "2.5" or "2.5s" = seconds, "10c" = after the 10th
              user_audio_chunk; default: right after the metadata
 
 Examples: `2:close:1012`, `1:close:1011:5c`, `1:http:503`, `all:drop:3s`, `3:silent`,
-`1:malformed`, `1:quota:2`, `1:delay:4`.
+`1:malformed`, `1:quota:2`, `1:delay:4`, `2:cap:10`, `1:oversize`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-KINDS = ("close", "http", "drop", "silent", "malformed", "quota", "delay")
+KINDS = (
+    "close",
+    "http",
+    "drop",
+    "silent",
+    "malformed",
+    "quota",
+    "delay",
+    "cap",
+    "interrupt",
+    "tool",
+    "end_call",
+    "oversize",
+)
+OVERSIZE_BYTES = 4 * 1024 * 1024
 
 CLOSE_REASONS = {
     1000: "normal closure",

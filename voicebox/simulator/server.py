@@ -43,8 +43,10 @@ from websockets.http11 import Request, Response
 from voicebox import logs
 from voicebox.audio.formats import AudioFormat, decode
 from voicebox.convai import messages as m
+from voicebox.simulator import chaos
 from voicebox.simulator.agents import AGENTS_PATH, agent_settings
-from voicebox.simulator.faults import QUOTA_MESSAGE, Fault, FaultError, parse_fault
+from voicebox.simulator.bursts import BurstLog
+from voicebox.simulator.faults import OVERSIZE_BYTES, QUOTA_MESSAGE, Fault, FaultError, parse_fault
 from voicebox.simulator.vad import EnergyVad, SpeechEnd, SpeechStart
 from voicebox.simulator.voice import speech_bytes
 
@@ -101,6 +103,7 @@ class SimConfig:
     silent_hold_s: float = 300.0  # a "silent" connection is aborted after this long
     record_audio: bool = False  # keep the audio each way in SimConnection (echo measurements)
     faults: tuple[Fault, ...] = ()
+    count_bursts: bool = False  # decode numbered speech bursts in user audio (simulator.bursts)
 
 
 @dataclass
@@ -125,6 +128,10 @@ class SimConnection:
     first_message: str = ""
     max_duration_s: float = 0.0
     metadata_sent: bool = False
+    opened_at: float = 0.0  # loop time of the handshake
+    metadata_at: float | None = None  # loop time the metadata went out
+    first_audio_at: float | None = None  # loop time of the first user audio after it
+    closed_at: float | None = None
     user_audio_chunks: int = 0
     user_audio_bytes: int = 0
     user_audio_s: float = 0.0
@@ -209,6 +216,7 @@ class _Session:
         task = self.loop.create_task(self._guard(coro))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda _: coro.close())  # cancelled before it ran: no warning
         return task
 
     async def _guard(self, coro: Awaitable[None]) -> None:
@@ -318,6 +326,7 @@ class _Session:
             m.encode_server(m.Metadata(rec.conversation_id, cfg.output_format, cfg.input_format))
         )
         rec.metadata_sent = True
+        rec.metadata_at = self.loop.time()
         logs.event(
             log,
             "sim.conversation.started",
@@ -340,6 +349,7 @@ class _Session:
         else:
             rec.close_code, rec.close_reason, rec.closed_by = 1006, "", ""
         rec.closed = True
+        rec.closed_at = self.loop.time()
         logs.event(
             log,
             "sim.connection.closed",
@@ -403,6 +413,8 @@ class _Session:
 
     async def _on_audio(self, data: bytes) -> None:
         rec = self.rec
+        if rec.first_audio_at is None:
+            rec.first_audio_at = self.loop.time()
         rec.user_audio_chunks += 1
         rec.user_audio_bytes += len(data)
         rec.user_audio_s += len(data) / (self.fmt_in.bytes_per_sample * self.fmt_in.rate)
@@ -411,7 +423,10 @@ class _Session:
         for fault in self.faults:
             if fault.after_chunks == rec.user_audio_chunks:
                 self._spawn(self._fault_after(fault, 0.0))
-        for ev in self.vad.feed(decode(data, self.fmt_in)):
+        pcm = decode(data, self.fmt_in)
+        if self.sim.bursts is not None:
+            self.sim.bursts.feed(rec.index, pcm, self.loop.time())
+        for ev in self.vad.feed(pcm):
             if isinstance(ev, SpeechStart):
                 self.next_tentative_s = ev.at_s
                 if self.cfg.interruptions:
@@ -565,6 +580,11 @@ class _Session:
 
     async def _duration_cap(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+        await self._cap_now(seconds)
+
+    async def _cap_now(self, seconds: float) -> None:
+        if self.ending:
+            return
         self.ending = True
         logs.event(log, "sim.max_duration", conn=self.rec.index, max_duration_s=seconds)
         error = m.ErrorEvent(
@@ -612,6 +632,21 @@ class _Session:
             await self.send(m.flat_error(QUOTA_MESSAGE))
             await asyncio.sleep(0.5)
             await self.close(1002, QUOTA_MESSAGE)
+        elif fault.kind == "cap":
+            await self._cap_now(self.loop.time() - (rec.metadata_at or self.loop.time()))
+        elif fault.kind == "interrupt":
+            await self._interrupt()
+        elif fault.kind == "tool":
+            self._spawn(self._tool_now())
+        elif fault.kind == "end_call":
+            if not self.ending:
+                self._start_reply(self._end_call())
+        elif fault.kind == "oversize":
+            pad = "A" * OVERSIZE_BYTES
+            await self.send(f'{{"type":"audio","audio_event":{{"audio_base_64":"{pad}"}}}}')
+
+    async def _tool_now(self) -> None:
+        await self.call_tool(self.cfg.tool_name, {"chaos": True})
 
 
 def _json_response(
@@ -653,6 +688,7 @@ class Simulator:
         self._accepted: dict[ServerConnection, SimConnection] = {}
         self._signatures: dict[str, tuple[str, float]] = {}
         self._changed = asyncio.Event()
+        self.bursts: BurstLog | None = BurstLog() if self.config.count_bursts else None
 
     # -- lifecycle
 
@@ -797,6 +833,7 @@ class Simulator:
         if url.path != CONVAI_PATH:
             return _json_response(connection, 404, {"detail": "Not Found"})
         rec = SimConnection(len(self.connections) + 1, agent_id)
+        rec.opened_at = asyncio.get_running_loop().time()
         self.connections.append(rec)
         logs.event(log, "sim.connection.opened", conn=rec.index, agent_id=agent_id or None)
         response = self._handshake_check(connection, rec, query)
@@ -927,6 +964,16 @@ class Simulator:
 # -- `voicebox simulate`
 
 
+def _chaos_from_args(args: argparse.Namespace) -> list[chaos.ChaosEvent] | None:
+    if not getattr(args, "chaos", None):
+        return None
+    spec = chaos.parse_chaos(args.chaos)
+    kinds = chaos.KINDS
+    if getattr(args, "chaos_kinds", None):
+        kinds = tuple(k.strip() for k in args.chaos_kinds.split(",") if k.strip())
+    return chaos.schedule(spec, kinds)
+
+
 def _config_from_args(args: argparse.Namespace) -> SimConfig:
     faults = tuple(parse_fault(spec) for spec in args.fault)
     for name in (args.output_format, args.input_format):
@@ -946,7 +993,7 @@ def _config_from_args(args: argparse.Namespace) -> SimConfig:
     )
 
 
-async def _run_until_signal(config: SimConfig) -> int:
+async def _run_until_signal(config: SimConfig, events: list[chaos.ChaosEvent] | None = None) -> int:
     sim = Simulator(config)
     try:
         await sim.start()
@@ -964,7 +1011,12 @@ async def _run_until_signal(config: SimConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    runner = asyncio.create_task(chaos.run_chaos(sim, events)) if events else None
     await stop.wait()
+    if runner is not None:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
     await sim.stop()
     return 0
 
@@ -976,7 +1028,11 @@ def main_simulate(args: argparse.Namespace) -> int:
         logs.register_secret(args.api_key)
     try:
         config = _config_from_args(args)
+        events = _chaos_from_args(args)
     except (FaultError, ValueError) as exc:
         print(f"voicebox simulate: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_run_until_signal(config))
+    if events:
+        for n, ev in enumerate(events, 1):
+            logs.event(log, "sim.chaos.planned", n=n, at_s=ev.at_s, fault=ev.kind)
+    return asyncio.run(_run_until_signal(config, events))
