@@ -10,8 +10,13 @@ allocates, logs or blocks for long.
 Loop side: `CaptureProcessor` takes each mic block, finds the reference span played at the same
 device time from the two streams' stamps, resamples both to `RATE` and runs the WebRTC module in
 10 ms frames. AEC3's own delay estimator then only has the acoustic path (plus `MARGIN_MS`) to
-find; the buffering delay it would otherwise have to guess is taken from the stamps on every
-block, so it follows latency changes and device reopens.
+find; the buffering delay it would otherwise have to guess is taken from the stamps, so it
+follows latency changes and device reopens. A stamp is not trusted alone: through a sound server
+(ALSA's pulse plugin) one is often 15-40 ms off and the first second's are off by hundreds of ms,
+while the sample counts of the two streams keep a steady relation. So the reference advances by
+sample count, and the stamps' offset from it, as the median of the last ALIGN_BLOCKS blocks,
+re-aligns it only when that median moves: each jump of the reference is an echo path change
+AEC3 must re-learn, audibly at the start of the next reply.
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ Samples = npt.NDArray[np.int16]
 RATE = 16000  # processing rate: the session's rate, and a third of the work of 48 kHz
 FRAME = RATE // 100  # 10 ms, the module's frame
 MARGIN_MS = 5.0  # the reference is taken this much early, so stamp jitter never makes it late
-RESYNC_MS = 4.0  # a stamp-derived offset further off than this re-aligns at once
+RESYNC_MS = 4.0  # the offset's median further off than this re-aligns at once
 SLEW_MS = 0.5  # smaller offsets are walked back one sample per block (clock drift)
+ALIGN_BLOCKS = 64  # the offset is the median of the stamps of this many recent mic blocks
+ALIGN_MIN = 16  # and is acted on once this many are in (one stamp is never trusted alone)
 HISTORY_S = 2.0  # reference kept on the device side
 HOLD_S = 0.1  # a mic block waits at most this long for its reference (a late output thread)
 ACTIVE_DBFS = -50.0  # reference above this: the agent is audible
@@ -239,6 +246,8 @@ class CaptureProcessor:
         self._far = np.zeros(0, dtype=np.int16)  # reference at RATE, aligned with _near
         self._ref_pos: int | None = None  # reference index of the next sample to take
         self._ref_frac = 0.0
+        self._offsets = np.zeros(ALIGN_BLOCKS)  # stamp target minus position, recent blocks
+        self._n_offsets = 0
         self._epochs = (mic.epoch, reference.epoch if reference else 0)
         self._ref_block: Samples = np.zeros(4096, dtype=np.int16)
         self._held: tuple[Samples, int] | None = None
@@ -281,12 +290,7 @@ class CaptureProcessor:
             if self._ref_pos is None:
                 self._resync(round(target))
             else:
-                error = target - (self._ref_pos + self._ref_frac)
-                if abs(error) > RESYNC_MS * self.reference.rate / 1000.0:
-                    self._resync(round(target))
-                    self.stats.resyncs += 1
-                elif abs(error) > SLEW_MS * self.reference.rate / 1000.0:
-                    self._ref_frac += 1.0 if error > 0 else -1.0
+                self._align(target - (self._ref_pos + self._ref_frac))
         if self._ref_pos is None:
             return np.zeros(round(n_mic * ratio), dtype=np.int16)
         want = self._ref_frac + n_mic * ratio
@@ -299,9 +303,29 @@ class CaptureProcessor:
         self._ref_pos += n
         return block
 
+    def _align(self, offset: float) -> None:
+        """Take one block's stamp offset (reference samples); move the reference when the
+        median of the recent ones says it is off."""
+        self._offsets[self._n_offsets % ALIGN_BLOCKS] = offset
+        self._n_offsets += 1
+        if self._n_offsets < ALIGN_MIN:
+            return
+        held = self._offsets[: min(self._n_offsets, ALIGN_BLOCKS)]
+        error = float(np.median(held))
+        assert self.reference is not None and self._ref_pos is not None
+        per_ms = self.reference.rate / 1000.0
+        if abs(error) > RESYNC_MS * per_ms:
+            self._resync(round(self._ref_pos + self._ref_frac + error))
+            self.stats.resyncs += 1
+        elif abs(error) > SLEW_MS * per_ms:
+            step = 1.0 if error > 0 else -1.0
+            self._ref_frac += step
+            held -= step  # the offsets were measured from the old position
+
     def _resync(self, position: int) -> None:
         self._ref_pos = position
         self._ref_frac = 0.0
+        self._n_offsets = 0
         self._ref_rs.reset()
         self._far = np.zeros(len(self._near), dtype=np.int16)
 
@@ -390,6 +414,7 @@ class CaptureProcessor:
         self._far = np.zeros(0, dtype=np.int16)
         self._ref_pos = None
         self._ref_frac = 0.0
+        self._n_offsets = 0
         self.stats.resets += 1
 
     def snapshot(self) -> ProcessingStats:
