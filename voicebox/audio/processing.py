@@ -213,9 +213,22 @@ def _apm(settings: ProcessingSettings) -> Any:
 
 def _frame_powers(x: Samples, frames: int) -> list[float]:
     """Mean square of each 10 ms frame."""
-    f = x[: frames * FRAME].astype(np.float64).reshape(frames, FRAME)
-    powers: list[float] = np.einsum("ij,ij->i", f, f).tolist()
-    return [p / FRAME for p in powers]
+    return _powers((x,), frames, np.empty(frames * FRAME))[0]
+
+
+def _powers(
+    xs: tuple[Samples, ...], frames: int, scratch: npt.NDArray[np.float64]
+) -> list[list[float]]:
+    """`_frame_powers` of each of xs in one pass through scratch (preallocated, at least
+    len(xs) * frames * FRAME long): at a few frames per block numpy's per-call overhead, not
+    the arithmetic, is the cost, so the three signals share each call."""
+    n = frames * FRAME
+    f = scratch[: len(xs) * n]
+    for i, x in enumerate(xs):
+        f[i * n : (i + 1) * n] = x[:n]
+    np.multiply(f, f, out=f)
+    sums: list[float] = np.add.reduce(f.reshape(len(xs) * frames, FRAME), axis=1).tolist()
+    return [[p / FRAME for p in sums[i * frames : (i + 1) * frames]] for i in range(len(xs))]
 
 
 ACTIVE_POWER = (32768.0 * 10 ** (ACTIVE_DBFS / 20)) ** 2
@@ -256,6 +269,7 @@ class CaptureProcessor:
         self._active_until = -1.0  # audio time (s) until which the agent counts as audible
         self._audio_s = 0.0
         self._erle = np.full(ERLE_FRAMES, np.nan)  # per-frame dB, a ring
+        self._scratch = np.empty(3 * 8 * FRAME)  # _meter's float copies of far, near, out
         self._active_frames = 0
         self._delay_ms: float | None = None
         self.stats = ProcessingStats(
@@ -380,11 +394,11 @@ class CaptureProcessor:
         far_frames = self._far[:whole] if self.reference is not None else None
         out: Samples = self._apm.process(near_frames, far_frames)
         self._meter(near_frames, far_frames, out)
-        self._near = self._near[whole:].copy()
+        self._near = self._near[whole:]  # a view: the next block concatenates anew
         if self.reference is not None:
-            self._far = self._far[whole:].copy()
+            self._far = self._far[whole:]
             if len(self._far) > len(self._near) + RATE // 10:  # more than 100 ms ahead: drift
-                self._far = self._far[len(self._far) - len(self._near) :].copy()
+                self._far = self._far[len(self._far) - len(self._near) :]
         return out
 
     def _meter(self, near: Samples, far: Samples | None, out: Samples) -> None:
@@ -393,7 +407,9 @@ class CaptureProcessor:
         if far is None:
             self._audio_s += frames * FRAME / RATE
             return
-        powers = [_frame_powers(x, frames) for x in (far, near, out)]
+        if len(self._scratch) < 3 * frames * FRAME:
+            self._scratch = np.empty(3 * frames * FRAME)
+        powers = _powers((far, near, out), frames, self._scratch)
         for p_far, p_near, p_out in zip(*powers, strict=True):
             self._audio_s += FRAME / RATE
             if p_far >= ACTIVE_POWER:
