@@ -384,10 +384,14 @@ class CaptureProcessor:
         self._near = np.concatenate((self._near, near)) if len(self._near) else near
         if far is not None:
             self._far = np.concatenate((self._far, far)) if len(self._far) else far
-            if len(self._far) < len(self._near):  # resampler start-up: the reference is silence
+            if len(self._near) - len(self._far) > RATE // 10:  # a stalled reference: silence
                 pad = np.zeros(len(self._near) - len(self._far), dtype=np.int16)
-                self._far = np.concatenate((pad, self._far))
-        whole = len(self._near) - len(self._near) % FRAME
+                self._far = np.concatenate((self._far, pad))
+        # soxr hands out its output in bursts (up to 40 ms behind its input, at a different
+        # phase per rate): a frame waits until both sides have it, as inserting silence into
+        # the reference would move it against the mic
+        ready = len(self._near) if far is None else min(len(self._near), len(self._far))
+        whole = ready - ready % FRAME
         if whole == 0:
             return np.zeros(0, dtype=np.int16)
         near_frames = self._near[:whole]
