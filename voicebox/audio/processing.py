@@ -231,6 +231,14 @@ def _powers(
     return [[p / FRAME for p in sums[i * frames : (i + 1) * frames]] for i in range(len(xs))]
 
 
+def _median(x: npt.NDArray[np.float64]) -> float:
+    """np.median's value at a tenth of its cost for a few dozen values (and without the 2 MB of
+    numpy code pages its first call faults in)."""
+    s = sorted(x.tolist())
+    h = len(s) // 2
+    return float(s[h]) if len(s) % 2 else (s[h - 1] + s[h]) / 2
+
+
 ACTIVE_POWER = (32768.0 * 10 ** (ACTIVE_DBFS / 20)) ** 2
 
 
@@ -325,7 +333,7 @@ class CaptureProcessor:
         if self._n_offsets < ALIGN_MIN:
             return
         held = self._offsets[: min(self._n_offsets, ALIGN_BLOCKS)]
-        error = float(np.median(held))
+        error = _median(held)
         assert self.reference is not None and self._ref_pos is not None
         per_ms = self.reference.rate / 1000.0
         if abs(error) > RESYNC_MS * per_ms:
