@@ -103,22 +103,25 @@ def db(x: Any) -> float:
 RSS_CHILD = """
 import numpy as np, psutil
 from voicebox.audio.processing import CaptureProcessor, ProcessingSettings, StampedHistory
+# the test signal first: numpy.random alone is ~6 MB of RSS, and the daemon never loads it
+noise = np.random.default_rng(0).standard_normal(960) * 3000
+mic_block, ref_block = noise.astype(np.int16), noise[:882].astype(np.int16)
 p = psutil.Process()
 before = p.memory_info().rss
-mic, ref = StampedHistory(16000, 0), StampedHistory(16000)
+mic, ref = StampedHistory(48000, 0), StampedHistory(44100)  # the daemon's: stamps, 2 s
 proc = CaptureProcessor(ProcessingSettings(), mic, ref)
-block = (np.random.default_rng(0).standard_normal(320) * 3000).astype(np.int16)
 for k in range(3000):  # one minute of 20 ms blocks
-    ref.write(block, 1.0 + k * 0.02 + 0.13, 1.0 + k * 0.02)
-    mic.write(block, 1.0 + k * 0.02, 1.0 + k * 0.02 + 0.05)
-    proc.process(block, k * 320)
+    ref.write(ref_block, 1.0 + k * 0.02 + 0.13, 1.0 + k * 0.02)
+    mic.write(mic_block, 1.0 + k * 0.02, 1.0 + k * 0.02 + 0.05)
+    proc.process(mic_block, k * 960)
 print((p.memory_info().rss - before) / 2**20)
 """
 
 
 def rss_added_mb() -> float:
-    """RSS a processor adds (library, APM state, rings) in a fresh process after a minute of
-    audio; the import of numpy and voicebox before it does not count."""
+    """RSS a processor adds (library, APM state, resamplers, rings) at 48 kHz mic / 44.1 kHz
+    speaker in a fresh process after a minute of audio; the import of numpy and voicebox and
+    the test signal before it do not count."""
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
         [sys.executable, "-c", RSS_CHILD], capture_output=True, text=True, cwd=root, check=True

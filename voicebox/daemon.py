@@ -360,6 +360,7 @@ class Daemon:
                     erle_db=stats.erle_db,
                     echo_delay_ms=stats.echo_delay_ms,
                     processing_cpu_percent=stats.processing_cpu_percent,
+                    echo_converged=stats.echo_converged,
                 )
             logs.event(log, "health", state=self.state, **health_line_fields(sample, counters))
 

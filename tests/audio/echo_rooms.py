@@ -13,10 +13,12 @@ import numpy as np
 import numpy.typing as npt
 
 from voicebox.audio.processing import CaptureProcessor, ProcessingSettings, StampedHistory
+from voicebox.audio.resample import convert
 from voicebox.audio.room import impulse_response
 
 RATE = 16000
-BLOCK = 320  # 20 ms device blocks
+BLOCK_MS = 20  # device blocks
+BLOCK = RATE * BLOCK_MS // 1000
 OUT_LATENCY = 0.100  # output buffering: DAC time - callback time
 IN_LATENCY = 0.030  # input buffering: callback time - ADC time
 
@@ -62,45 +64,70 @@ def run_room(
     in_latency: float = IN_LATENCY,
     stamp_error_s: float = 0.0,
     seed: int = 3,
+    mic_rate: int = RATE,
+    out_rate: int = RATE,
 ) -> Run:
-    """Play `far` through a room into the mic (with `near` the user's voice) and process it."""
-    rate = RATE
+    """Play `far` through a room into the mic (with `near` the user's voice) and process it.
+    `far` and `near` are at RATE; the devices run at mic_rate and out_rate (the room and the
+    mic at mic_rate); `Run.mic` and `Run.echo` are given back at RATE, like `Run.out`."""
     n = len(far)
-    h = impulse_response(rate, delay_ms, tail_ms, echo_db, seed=seed, direct_db=direct_db)
+    if mic_rate != RATE:
+        far_m = convert(far.astype(np.float32), RATE, mic_rate).astype(np.float64)
+        near_m = None if near is None else convert(near.astype(np.float32), RATE, mic_rate)
+    else:
+        far_m, near_m = far, near
+    n_m = len(far_m)
+    h = impulse_response(mic_rate, delay_ms, tail_ms, echo_db, seed=seed, direct_db=direct_db)
     dac0 = out_latency + in_latency + 0.011  # the speaker starts a little after the mic
-    shift = round(dac0 * rate)  # mic index of the speaker's sample 0 at the DAC
-    played = np.zeros(n + shift)
-    played[shift:] = far
-    echo = np.convolve(played, h)[: n + shift][:n]
+    shift = round(dac0 * mic_rate)  # mic index of the speaker's sample 0 at the DAC
+    played = np.zeros(n_m + shift)
+    played[shift:] = far_m
+    echo = _convolve(played, h)[:n_m]
     if delay_jump_at_s is not None:
-        h2 = impulse_response(rate, delay_ms + jump_ms, tail_ms, echo_db, seed, direct_db)
-        echo2 = np.convolve(played, h2)[:n]
-        at = int(delay_jump_at_s * rate)
+        h2 = impulse_response(mic_rate, delay_ms + jump_ms, tail_ms, echo_db, seed, direct_db)
+        echo2 = _convolve(played, h2)[:n_m]
+        at = int(delay_jump_at_s * mic_rate)
         echo[at:] = echo2[at:]
     rng = np.random.default_rng(seed + 10)
-    mic_f = echo + rng.standard_normal(n) * noise + (near if near is not None else 0.0)
+    user = near_m[:n_m] if near_m is not None else 0.0
+    mic_f = echo + rng.standard_normal(n_m) * noise + user
     mic = np.clip(mic_f, -32768, 32767).astype(np.int16)
-    far16 = np.clip(far, -32768, 32767).astype(np.int16)
-    mic_h, ref_h = StampedHistory(rate), StampedHistory(rate)
+    far_o = far if out_rate == RATE else convert(far.astype(np.float32), RATE, out_rate)
+    far16 = np.clip(far_o, -32768, 32767).astype(np.int16)
+    mic_h, ref_h = StampedHistory(mic_rate, 0), StampedHistory(out_rate)
     proc = CaptureProcessor(settings or ProcessingSettings(), mic_h, ref_h)
     outs = []
+    in_block = mic_rate * BLOCK_MS // 1000
+    out_block = out_rate * BLOCK_MS // 1000
     next_out = 0  # speaker sample index of the next output block
-    for start in range(0, n - BLOCK + 1, BLOCK):
-        adc = start / rate
-        now = adc + BLOCK / rate + in_latency  # the input callback fires
+    for start in range(0, n_m - in_block + 1, in_block):
+        adc = start / mic_rate
+        now = adc + in_block / mic_rate + in_latency  # the input callback fires
         while True:  # output callbacks due by now (each runs out_latency before its DAC time)
-            dac = dac0 + next_out / rate
+            dac = dac0 + next_out / out_rate
             if dac - out_latency > now:
                 break
-            blk = far16[next_out : next_out + BLOCK]
-            if len(blk) < BLOCK:
-                blk = np.zeros(BLOCK, dtype=np.int16)
+            blk = far16[next_out : next_out + out_block]
+            if len(blk) < out_block:
+                blk = np.zeros(out_block, dtype=np.int16)
             ref_h.write(blk, dac + stamp_error_s, dac - out_latency)
-            next_out += BLOCK
-        mic_h.write(mic[start : start + BLOCK], adc, now)
-        outs.append(proc.process(mic[start : start + BLOCK], start))
+            next_out += out_block
+        mic_h.write(mic[start : start + in_block], adc, now)
+        outs.append(proc.process(mic[start : start + in_block], start))
     out = np.concatenate(outs)
-    return Run(mic=mic[: len(out)], out=out, echo=echo[: len(out)], processor=proc)
+    if mic_rate != RATE:
+        mic = convert(mic, mic_rate, RATE)
+        echo = convert(echo.astype(np.float32), mic_rate, RATE).astype(np.float64)
+    m = min(len(out), len(mic), n)
+    return Run(mic=mic[:m], out=out[:m], echo=echo[:m], processor=proc)
+
+
+def _convolve(x: npt.NDArray[np.float64], h: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Linear convolution by one FFT (np.convolve is slow at 48 kHz lengths)."""
+    n = len(x) + len(h) - 1
+    size = 1 << (n - 1).bit_length()
+    y: npt.NDArray[np.float64] = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(h, size), size)
+    return y[:n]
 
 
 def db(x: npt.NDArray[np.generic]) -> float:

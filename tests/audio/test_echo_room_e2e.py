@@ -146,6 +146,9 @@ async def test_with_processing_no_self_interruption_and_voice_barges_in(tmp_path
         await r.agent_speaking()
         await asyncio.sleep(1.5)
         assert r.conn.interruptions == [] and r.conn.turns == []
+        # half duplex until the canceller is trusted (the mic muted while the agent speaks)
+        await r.until(lambda: r.engine.stats().echo_converged)
+        assert r.engine.playing  # still the first message
         # the user barges in over it: heard as an interruption, then as a turn
         r.voice.say(1.0)
         await r.until(lambda: len(r.conn.interruptions) >= 1)

@@ -448,6 +448,8 @@ class AudioEngine:
                 resyncs=ps.resyncs,
                 resets=ps.resets,
                 holds=ps.holds,
+                gated_s=ps.gated_s,
+                leaks=ps.leaks,
             )
 
     def _room(self, rate: int) -> tuple[Room, WavReader]:
@@ -537,6 +539,8 @@ class AudioEngine:
             s.erle_db = ps.erle_db
             s.echo_delay_ms = ps.delay_ms
             s.processing_cpu_percent = ps.cpu_percent
+            s.echo_converged = ps.converged
+            s.echo_gated_s = ps.gated_s
         return s
 
     # --- tuning and supervision -------------------------------------------------------------

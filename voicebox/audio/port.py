@@ -43,6 +43,9 @@ class AudioStats:
     erle_db: float | None = None  # echo return loss enhancement while only the agent speaks
     echo_delay_ms: float | None = None  # output + input buffering, from the device stamps
     processing_cpu_percent: float = 0.0  # of one core
+    echo_converged: bool = False  # the canceller is trusted: full duplex (else the mic is muted
+    # while the agent speaks)
+    echo_gated_s: float = 0.0  # mic muted while the agent spoke, the canceller not yet trusted
 
 
 class AudioPort(Protocol):
