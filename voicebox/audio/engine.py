@@ -535,6 +535,7 @@ class AudioEngine:
             s.erle_db = ps.erle_db
             s.echo_delay_ms = ps.delay_ms
             s.processing_cpu_percent = ps.cpu_percent
+            s.processing_cpu_s = round(ps.cpu_s, 3)
         return s
 
     # --- tuning and supervision -------------------------------------------------------------

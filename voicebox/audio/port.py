@@ -43,6 +43,7 @@ class AudioStats:
     erle_db: float | None = None  # echo return loss enhancement while only the agent speaks
     echo_delay_ms: float | None = None  # output + input buffering, from the device stamps
     processing_cpu_percent: float = 0.0  # of one core
+    processing_cpu_s: float = 0.0  # thread CPU time spent processing, since the processor began
 
 
 class AudioPort(Protocol):
