@@ -6,8 +6,11 @@ PortAudio-like stamps, 20 ms blocks, 100 ms output and 30 ms input buffering), a
 through voicebox's CaptureProcessor. What reaches "the service" is judged by the simulator's own
 energy VAD (-40 dBFS, 60 ms to start): a speech start while only the agent talks is a
 self-interruption; user bursts spoken over the agent must each start one (barge-in).
-The official SDK sends the mic as captured (it has no canceller), so its column is the
-unprocessed mic through the same VAD.
+Then live, against voicebox's simulator, which counts interruptions and turns: the official
+SDK (elevenlabs' Conversation with an AudioInterface in the same simulated rooms; it has no
+canceller), `voicebox run` hands-free in the small room with processing off and on (its CPU and
+RSS from outside: psutil, `voicebox status --json`), and the same daemon in a real PulseAudio
+room (tests/audio/pulse_room.py) when pulseaudio is installed.
 Usage: .venv/bin/python bench/bench_echo.py [--quick]
 """
 
@@ -37,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.audio import pulse_room as pa  # noqa: E402
 from tests.audio.echo_rooms import RATE, run_room  # noqa: E402
-from tests.audio.test_echo_pulse_e2e import Echo, Timeline  # noqa: E402
+from tests.audio.test_echo_pulse_e2e import SPREAD_S, Echo, Timeline  # noqa: E402
 from voicebox.audio.room import Room, impulse_response  # noqa: E402
 from voicebox.simulator.server import SimConfig, SimConnection, Simulator  # noqa: E402
 from voicebox.simulator.vad import EnergyVad, SpeechStart  # noqa: E402
@@ -311,13 +314,19 @@ def received_base(conn: SimConnection) -> float:
     return first_at - len(first) / 2 / LIVE_RATE
 
 
-def echo_level(conn: SimConnection, bursts: list[tuple[float, float]]) -> Echo | None:
+def echo_level(
+    conn: SimConnection, bursts: list[tuple[float, float]], near_lag: int | None = None
+) -> Echo | None:
     """The agent's voice in what the simulator received, in dB relative to what it sent, with
-    what lands on the user's bursts left out (test_echo_pulse_e2e's measure)."""
+    what lands on the user's bursts left out (test_echo_pulse_e2e's measure). The echo's delay
+    is where the correlation peaks; with the echo cancelled that peak is noise, so a delay
+    further than SPREAD_S from near_lag (the same room unprocessed) gives way to near_lag."""
     if not conn.received_audio or not conn.sent_replies:
         return None
     heard = Timeline.of(conn)
     lag = heard.lag()
+    if near_lag is not None and abs(lag - near_lag) > SPREAD_S * LIVE_RATE:
+        lag = near_lag
     base = received_base(conn)
     n = len(heard.received)
     for a, b in bursts:
@@ -596,7 +605,9 @@ async def daemon_run(
     return live, conn, lines
 
 
-async def daemon_in_sim_room(spec: RoomSpec, processing: str, seconds: float, tmp: Path) -> Live:
+async def daemon_in_sim_room(
+    spec: RoomSpec, processing: str, seconds: float, tmp: Path, near_lag: int | None = None
+) -> Live:
     """The daemon hands-free in the simulated room (audio.input.backend: room): the user's WAV
     holds the bursts; where it began on the loop clock is found from what the simulator got."""
     wav = tmp / "user.wav"
@@ -622,11 +633,13 @@ async def daemon_in_sim_room(spec: RoomSpec, processing: str, seconds: float, tm
         begun = wav_start(conn, user)
         heard = [(begun + a, begun + b) for a, b in spans]
         live.bursts = [(a, b) for a, b in heard if live.start <= b <= live.end]
-        live.echo = echo_level(conn, heard)
+        live.echo = echo_level(conn, heard, near_lag)
     return live
 
 
-async def daemon_in_pulse_room(processing: str, seconds: float, tmp: Path) -> Live:
+async def daemon_in_pulse_room(
+    processing: str, seconds: float, tmp: Path, near_lag: int | None = None
+) -> Live:
     """The daemon on its sounddevice backend in the PulseAudio room (tests/audio/pulse_room.py:
     the speaker's monitor looped into the mic at -6 dB after 50 ms), the user's bursts played
     into the mic's sink with paplay."""
@@ -652,7 +665,7 @@ async def daemon_in_pulse_room(processing: str, seconds: float, tmp: Path) -> Li
 
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **room.client_env()}
         live, conn, _ = await daemon_run(name, tmp, PULSE_AUDIO, processing, seconds, env, say=say)
-    live.echo = echo_level(conn, live.bursts)
+    live.echo = echo_level(conn, live.bursts, near_lag)
     return live
 
 
@@ -711,16 +724,16 @@ async def live_runs(quick: bool, tmp: Path) -> dict[str, Any]:
         sdk_in_rooms(ROOMS, sdk_s),
         daemon_in_sim_room(small, PROCESSING_OFF, daemon_s, tmp / "room-off"),
     )
-    on = await daemon_in_sim_room(small, PROCESSING_ON, daemon_s, tmp / "room-on")
+    lag = None if off.echo is None else off.echo.lag
+    on = await daemon_in_sim_room(small, PROCESSING_ON, daemon_s, tmp / "room-on", lag)
     pulse: list[Live] | str
     why = pa.missing()
     if why is not None:
         pulse = why
     else:
-        pulse = [
-            await daemon_in_pulse_room(p, pulse_s, tmp / f"pulse-{i}")
-            for i, p in enumerate((PROCESSING_OFF, PROCESSING_ON))
-        ]
+        p_off = await daemon_in_pulse_room(PROCESSING_OFF, pulse_s, tmp / "pulse-0")
+        lag = None if p_off.echo is None else p_off.echo.lag
+        pulse = [p_off, await daemon_in_pulse_room(PROCESSING_ON, pulse_s, tmp / "pulse-1", lag)]
     return {"sdk": sdk, "off": off, "on": on, "pulse": pulse, "seconds": (sdk_s, daemon_s, pulse_s)}
 
 
