@@ -259,6 +259,7 @@ class Live:
     bursts: list[tuple[float, float]]  # the user's bursts as played into the room
     echo: Echo | None = None
     cpu: dict[str, float] = field(default_factory=dict)
+    played_s: float | None = None  # agent audio the client's speaker played (the SDK's room)
     note: str = ""
 
     @property
@@ -479,7 +480,9 @@ async def sdk_in_rooms(rooms: tuple[RoomSpec, ...], seconds: float) -> list[Live
             live = simulator_view(spec.name, conn, turns.times.get(conn.index, []), start, end)
             live.bursts = [(start + a, start + b) for a, b in spans if start + b <= end]
             live.echo = echo_level(conn, live.bursts)
-            live.note = f"{iface.played_s:.0f} s of agent audio played, {iface.late} late periods"
+            live.played_s = iface.played_s
+            if iface.late:
+                live.note = f"{iface.late} periods of its room ran late (a loaded machine)"
             out.append(live)
         await sim.stop()
     return out
@@ -850,6 +853,8 @@ def print_live(live: dict[str, Any]) -> None:
         "- CPU figures are noisy: 2 shared cores, a niced soak in the background; the unprocessed "
         "daemon ran alongside the SDK runs (only its RSS and counts are used)."
     )
+    played = ", ".join(f"{x.name} {x.played_s:.0f} s" for x in sdk if x.played_s is not None)
+    print(f"- Agent audio the SDK's speaker played in its room (a cross-check): {played}.")
     for note in notes:
         print(f"- {note}")
 
