@@ -8,7 +8,9 @@ import pytest
 
 from tests.audio.echo_rooms import RATE, db, run_room, speech_like
 from voicebox.audio.processing import (
+    LEAK_POWER,
     MARGIN_MS,
+    EchoLeakCheck,
     ProcessingSettings,
     StampedHistory,
     echo_cancellation_wanted,
@@ -79,6 +81,39 @@ def test_late_stamps_cost_the_echo_cancellation() -> None:
     good = run_room(speech_like(10, seed=4))
     late = run_room(speech_like(10, seed=4), stamp_error_s=0.08)
     assert erle(good, 5) - erle(late, 5) > 10.0
+
+
+def loud_frames(x: np.ndarray) -> int:  # type: ignore[type-arg]
+    """10 ms frames above the level at which a leak starts the gate again."""
+    f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
+    return int(((f * f).mean(axis=1) >= LEAK_POWER).sum())
+
+
+def test_the_mic_is_muted_while_the_agent_speaks_until_the_canceller_converged() -> None:
+    """The first echo AEC3 hears is not cancelled yet: the processed mic is silence while the
+    agent is audible, until frames show the canceller suppressing it; then full duplex."""
+    far = speech_like(8, seed=5)
+    run = run_room(far)
+    stats = run.processor.snapshot()
+    assert db(run.mic[: RATE // 2]) > db(run.out[: RATE // 2]) + 40  # echo in, nothing out
+    assert loud_frames(run.out[:RATE]) == 0
+    assert stats.converged and 0.3 <= stats.gated_s <= 3.0
+    assert stats.erle_db is not None and stats.erle_db >= 25.0
+
+
+def test_leak_check_tells_the_agents_echo_from_the_user() -> None:
+    """Processed audio that is the reference delayed (lost echo) is a leak; another voice at
+    the same level is not."""
+    far = speech_like(1, seed=1).astype(np.int16)
+    lag = 30 * RATE // 1000
+    echo = np.zeros_like(far)
+    echo[lag:] = far[:-lag] // 2
+    user = speech_like(1, seed=7).astype(np.int16)
+    for out, leaking in ((echo, True), (user, False)):
+        check = EchoLeakCheck()
+        for a in range(0, len(far), 320):  # chunks of two frames, as the processor feeds it
+            check.feed(far[a : a + 320], out[a : a + 320])
+        assert check.leaking(1, 2) is leaking
 
 
 def test_history_keeps_the_newest_samples_and_their_stamp() -> None:

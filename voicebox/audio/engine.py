@@ -489,7 +489,9 @@ class AudioEngine:
             event(log, "audio.processing_unavailable", logging.WARNING, library=LIBRARY)
             return
         playback.reference = StampedHistory(playback.rate) if settings.echo_cancellation else None
-        self._processor = CaptureProcessor(settings, capture.stamps, playback.reference)
+        self._processor = CaptureProcessor(
+            settings, capture.stamps, playback.reference, playing=lambda: playback.playing
+        )
         capture.set_processor(self._processor)
         event(
             log,

@@ -17,6 +17,23 @@ while the sample counts of the two streams keep a steady relation. So the refere
 sample count, and the stamps' offset from it, as the median of the last ALIGN_BLOCKS blocks,
 re-aligns it only when that median moves: each jump of the reference is an echo path change
 AEC3 must re-learn, audibly at the start of the next reply.
+
+Until AEC3 has converged (at start, after a device reopen or a re-alignment: it needs a few
+hundred ms of the agent's voice, and through PulseAudio the first 100-200 ms of echo pass at
+the room's level) the mic is muted while the agent is audible: half duplex for the first
+second or so of agent speech, so the agent never hears itself; full duplex from then on. A
+frame counts toward convergence when the agent is audible and the mic is either quiet (no echo
+worth cancelling, counted only once the agent has spoken longer than any echo delay) or
+suppressed by CONVERGED_DB; a frame that leaks (above LEAK_DBFS) starts the count again. Leaks
+come at the onsets of syllables while the reference is still late (through PulseAudio the first
+two seconds' stamps put it 30-50 ms behind the echo), so the gate holds until it is not.
+"The agent is audible" is the aligned reference or, when the engine says so, a reply being
+played (GATE_HOLD_S after): the gate does not depend on the alignment it protects.
+
+Once trusted, a loud processed frame while the agent is audible is either the user talking over
+it or echo the canceller lost (the path moved: through PulseAudio an underrun shifts it by tens
+of ms without the stamps showing it). `EchoLeakCheck` tells them apart by correlation with the
+reference; a leak is muted and trust starts again.
 """
 
 from __future__ import annotations
@@ -25,6 +42,7 @@ import importlib.util
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,10 +58,10 @@ Samples = npt.NDArray[np.int16]
 
 RATE = 16000  # processing rate: the session's rate, and a third of the work of 48 kHz
 FRAME = RATE // 100  # 10 ms, the module's frame
-MARGIN_MS = 5.0  # the reference is taken this much early, so stamp jitter never makes it late
-RESYNC_MS = 4.0  # the offset's median further off than this re-aligns at once
+MARGIN_MS = 20.0  # the reference is taken this much early, so stamp error never makes it late
+RESYNC_MS = 12.0  # the offset's median further off than this re-aligns at once
 SLEW_MS = 0.5  # smaller offsets are walked back one sample per block (clock drift)
-ALIGN_BLOCKS = 64  # the offset is the median of the stamps of this many recent mic blocks
+ALIGN_BLOCKS = 32  # the offset is the median of the stamps of this many recent mic blocks
 ALIGN_MIN = 16  # and is acted on once this many are in (one stamp is never trusted alone)
 HISTORY_S = 2.0  # reference kept on the device side
 HOLD_S = 0.1  # a mic block waits at most this long for its reference (a late output thread)
@@ -51,6 +69,14 @@ ACTIVE_DBFS = -50.0  # reference above this: the agent is audible
 ACTIVE_HOLD_S = 0.3  # the room's tail keeps echoing this long after the reference stops
 ERLE_FRAMES = 500  # ERLE: the median over the last 5 s of frames with the agent audible
 ERLE_CAP_DB = 60.0  # a frame suppressed to nothing counts as this much
+CONVERGED_DB = 20.0  # a frame of echo suppressed this much shows the canceller has converged
+CONVERGED_FRAMES = 50  # this many such frames (0.5 s of echo) and the canceller is trusted
+LEAK_DBFS = -45.0  # a processed frame this loud while the agent is audible starts it again
+QUIET_AFTER_FRAMES = 30  # a quiet mic proves no echo only this long into the agent's speech
+GATE_HOLD_S = 0.6  # after a reply was handed to the device, its echo can still arrive this long
+LEAK_LAG_S = 0.25  # how far behind the aligned reference a leaking echo is looked for
+LEAK_WINDOW = 4 * (RATE // 100)  # the newest 40 ms of processed audio is compared
+LEAK_CORRELATION = 0.7  # processed audio this correlated with the reference is the agent's voice
 NS_LEVELS = {"low": 0, "moderate": 1, "high": 2, "very_high": 3}
 LIBRARY = "pywebrtc-audio"
 _MODULE = "pywebrtc_audio"
@@ -114,6 +140,9 @@ class ProcessingStats:
     resyncs: int = 0  # the stamps moved the reference span (reopen, latency change, drift)
     resets: int = 0
     holds: int = 0  # mic blocks held back until the output had written their reference
+    converged: bool = False  # the canceller is trusted: full duplex
+    leaks: int = 0  # frames of lost echo caught after trust (each starts the gate again)
+    gated_s: float = 0.0  # mic muted while the agent spoke and the canceller was not yet trusted
 
 
 class StampedHistory:
@@ -219,6 +248,43 @@ def _frame_powers(x: Samples, frames: int) -> list[float]:
 
 
 ACTIVE_POWER = (32768.0 * 10 ** (ACTIVE_DBFS / 20)) ** 2
+LEAK_POWER = (32768.0 * 10 ** (LEAK_DBFS / 20)) ** 2
+
+
+class EchoLeakCheck:
+    """Is the newest processed audio the agent's own voice? The largest normalised
+    cross-correlation of its last LEAK_WINDOW samples with the reference over the LEAK_LAG_S
+    before them (an FFT only when asked: frames the canceller did not silence)."""
+
+    def __init__(self) -> None:
+        self._span = int(LEAK_LAG_S * RATE) + LEAK_WINDOW
+        self._far: Samples = np.zeros(self._span, dtype=np.int16)
+        self._out: Samples = np.zeros(LEAK_WINDOW, dtype=np.int16)
+        self._n = 1 << (self._span + LEAK_WINDOW - 1).bit_length()
+        self._far_ctx, self._out_ctx = self._far, self._out
+
+    def feed(self, far: Samples, out: Samples) -> None:
+        """Append one chunk of reference and processed audio (whole frames)."""
+        self._far_ctx = np.concatenate((self._far, far))
+        self._out_ctx = np.concatenate((self._out, out))
+        self._far = self._far_ctx[-self._span :]
+        self._out = self._out_ctx[-LEAK_WINDOW:]
+
+    def leaking(self, frame: int, frames: int) -> bool:
+        """Frame `frame` of the `frames` fed last: is it echo?"""
+        end = len(self._out_ctx) - (frames - 1 - frame) * FRAME
+        w = self._out_ctx[end - LEAK_WINDOW : end].astype(np.float64)
+        fend = len(self._far_ctx) - (frames - 1 - frame) * FRAME
+        f = self._far_ctx[max(0, fend - self._span) : fend].astype(np.float64)
+        ww = float(np.dot(w, w))
+        if len(f) < LEAK_WINDOW or ww <= 0.0:
+            return False
+        c = np.fft.irfft(np.fft.rfft(f, self._n) * np.conj(np.fft.rfft(w, self._n)), self._n)
+        c = c[: len(f) - LEAK_WINDOW + 1]
+        cs = np.concatenate(([0.0], np.cumsum(f * f)))
+        energy = cs[LEAK_WINDOW:] - cs[: len(cs) - LEAK_WINDOW]
+        ncc = np.abs(c) / np.sqrt(energy * ww + 1.0)
+        return bool(ncc.max() >= LEAK_CORRELATION)
 
 
 class CaptureProcessor:
@@ -233,12 +299,17 @@ class CaptureProcessor:
         mic: StampedHistory,
         reference: StampedHistory | None,
         clock: Any = time.thread_time,
+        playing: Callable[[], bool] | None = None,
     ) -> None:
         self.rate = RATE
         self.settings = settings
         self.mic = mic
         self.reference = reference if settings.echo_cancellation else None
         self._clock = clock
+        self._playing = playing  # the engine: is a reply being handed to the device?
+        self._playing_until = -1.0  # monotonic time until which a reply's echo may arrive
+        self._far_run = 0  # consecutive frames the agent has been audible (aligned reference)
+        self._leak = EchoLeakCheck()
         self._apm = _apm(settings)
         self._mic_rs = StreamResampler(mic.rate, RATE)
         self._ref_rs = StreamResampler(reference.rate if reference else RATE, RATE)
@@ -257,6 +328,7 @@ class CaptureProcessor:
         self._audio_s = 0.0
         self._erle = np.full(ERLE_FRAMES, np.nan)  # per-frame dB, a ring
         self._active_frames = 0
+        self._good_frames = 0  # frames showing convergence since the last reset or re-alignment
         self._delay_ms: float | None = None
         self.stats = ProcessingStats(
             enabled=True,
@@ -317,6 +389,7 @@ class CaptureProcessor:
         if abs(error) > RESYNC_MS * per_ms:
             self._resync(round(self._ref_pos + self._ref_frac + error))
             self.stats.resyncs += 1
+            self._good_frames = 0  # a new echo path for AEC3: trust it again once it has learned
         elif abs(error) > SLEW_MS * per_ms:
             step = 1.0 if error > 0 else -1.0
             self._ref_frac += step
@@ -335,6 +408,8 @@ class CaptureProcessor:
         """Process one mic block (device rate) whose first sample has index mic_index; returns
         the processed audio at RATE so far (whole 10 ms frames; the rest waits)."""
         t = self._clock()
+        if self._playing is not None and self._playing():
+            self._playing_until = time.monotonic() + GATE_HOLD_S
         try:
             if self._held is not None:  # the mic held back last time comes first
                 held, held_index = self._held
@@ -388,22 +463,47 @@ class CaptureProcessor:
         return out
 
     def _meter(self, near: Samples, far: Samples | None, out: Samples) -> None:
+        """ERLE and convergence from per-frame powers; mutes `out` (in place) where the agent
+        is audible and the canceller is not trusted yet."""
         frames = len(near) // FRAME
         self.stats.frames += frames
         if far is None:
             self._audio_s += frames * FRAME / RATE
             return
         powers = [_frame_powers(x, frames) for x in (far, near, out)]
-        for p_far, p_near, p_out in zip(*powers, strict=True):
+        playing = time.monotonic() <= self._playing_until
+        self._leak.feed(far, out)
+        for i, (p_far, p_near, p_out) in enumerate(zip(*powers, strict=True)):
             self._audio_s += FRAME / RATE
             if p_far >= ACTIVE_POWER:
                 self._active_until = self._audio_s + ACTIVE_HOLD_S
-            if self._audio_s <= self._active_until and p_near >= ACTIVE_POWER:
+            audible = self._audio_s <= self._active_until
+            self._far_run = self._far_run + 1 if audible else 0
+            trusted = self._good_frames >= CONVERGED_FRAMES
+            if not audible:
+                if not trusted and playing:
+                    out[i * FRAME : (i + 1) * FRAME] = 0
+                    self.stats.gated_s += FRAME / RATE
+                continue
+            erle = 10 * math.log10((p_near + 1.0) / (p_out + 1.0))
+            if p_near >= ACTIVE_POWER:
                 # the median over many frames: the user talking over the agent (double talk,
                 # little "enhancement") is a minority of them and does not drag it down
-                erle = 10 * math.log10((p_near + 1.0) / (p_out + 1.0))
                 self._erle[self._active_frames % ERLE_FRAMES] = min(ERLE_CAP_DB, erle)
                 self._active_frames += 1
+            if trusted and p_out >= LEAK_POWER and self._leak.leaking(i, frames):
+                self._good_frames = 0
+                trusted = False
+                self.stats.leaks += 1
+            if not trusted:
+                if p_out >= LEAK_POWER:
+                    self._good_frames = 0
+                elif p_near < ACTIVE_POWER:
+                    self._good_frames += self._far_run > QUIET_AFTER_FRAMES
+                elif erle >= CONVERGED_DB:
+                    self._good_frames += 1
+                out[i * FRAME : (i + 1) * FRAME] = 0
+                self.stats.gated_s += FRAME / RATE
 
     def reset(self) -> None:
         """A device was reopened: new stamps, a new acoustic path maybe; start over."""
@@ -415,6 +515,8 @@ class CaptureProcessor:
         self._ref_pos = None
         self._ref_frac = 0.0
         self._n_offsets = 0
+        self._good_frames = 0
+        self._leak = EchoLeakCheck()
         self.stats.resets += 1
 
     def snapshot(self) -> ProcessingStats:
@@ -422,6 +524,8 @@ class CaptureProcessor:
         elapsed = max(1e-9, time.monotonic() - self._t0)
         s.cpu_percent = round(100.0 * s.cpu_s / elapsed, 3)
         s.delay_ms = None if self._delay_ms is None else round(self._delay_ms, 1)
+        s.converged = self.reference is not None and self._good_frames >= CONVERGED_FRAMES
+        s.gated_s = round(s.gated_s, 2)
         if self._active_frames >= 100:  # a second of echo heard
             s.erle_db = round(float(np.nanmedian(self._erle)), 1)
         return ProcessingStats(**vars(s))
