@@ -261,6 +261,7 @@ class Live:
     cpu: dict[str, float] = field(default_factory=dict)
     played_s: float | None = None  # agent audio the client's speaker played (the SDK's room)
     late: int = 0  # periods the SDK's room threads ran more than a period late
+    speaking: list[tuple[float, float]] = field(default_factory=list)  # replies as they played
     note: str = ""
 
     @property
@@ -284,6 +285,16 @@ class Live:
         )
         return got / max(1, len(self.bursts))
 
+    @property
+    def barge_ins(self) -> tuple[int, int]:
+        """(detected, all) of the bursts that began while a reply was playing at the simulator:
+        detected when the simulator cut that reply (an interruption during or just after)."""
+        over = [(a, b) for a, b in self.bursts if any(s <= a < e for s, e in self.speaking)]
+        got = sum(
+            any(a - 0.1 <= t <= b + USER_SLACK_S for t in self.interruptions) for a, b in over
+        )
+        return got, len(over)
+
     def per_10_min(self, count: int) -> float:
         return count * 600.0 / max(self.agent_s, 1e-9)
 
@@ -294,12 +305,14 @@ def simulator_view(
     """Agent speech, interruption times and turn ends of one connection within [start, end]."""
     agent_s = 0.0
     cuts = []
+    speaking = []
     for reply in conn.sent_replies:
         length = len(reply.pcm) / 2 / LIVE_RATE if reply.played_s is None else reply.played_s
         agent_s += max(0.0, min(reply.start + length, end) - max(reply.start, start))
+        speaking.append((reply.start, reply.start + length))
         if reply.played_s is not None:
             cuts.append(reply.start + reply.played_s)
-    return Live(
+    live = Live(
         name,
         start,
         end,
@@ -308,6 +321,8 @@ def simulator_view(
         [t for t in turns if start <= t <= end],
         [],
     )
+    live.speaking = speaking
+    return live
 
 
 def received_base(conn: SimConnection) -> float:
@@ -761,6 +776,7 @@ def print_live(live: dict[str, Any]) -> None:
         "self-interruptions / 10 min agent speech (count)",
         "self-answered turns / 10 min (count)",
         "user bursts heard",
+        "barge-ins over agent speech detected",
         "echo at the simulator vs sent",
         "self-interruptions vs the SDK (same room)",
     ]
@@ -769,6 +785,8 @@ def print_live(live: dict[str, Any]) -> None:
 
     def row(label: str, x: Live, vs: Live | None) -> None:
         echo = "n/a" if x.echo is None or x.echo.seconds == 0 else f"{x.echo.db:.1f} dB"
+        got, over = x.barge_ins
+        barge = f"{got} of {over}" if over else "none spoken"
         ratio = (
             ""
             if vs is None
@@ -780,6 +798,7 @@ def print_live(live: dict[str, Any]) -> None:
             _rate(x, x.own_interruptions),
             _rate(x, x.own_turns),
             f"{100 * x.heard:.0f} % of {len(x.bursts)}",
+            barge,
             echo,
             ratio,
         ]
@@ -851,8 +870,10 @@ def print_live(live: dict[str, Any]) -> None:
     print(
         "- A self-interruption: the simulator cut a reply with no user burst in progress (or "
         f"ended less than {USER_SLACK_S:.1f} s before); a self-answered turn: a turn ending "
-        f"with no user burst in the {TURN_SLACK_S:.1f} s before it. Echo at the simulator: "
-        "tests/audio/test_echo_pulse_e2e.py's measure, the user's bursts left out."
+        f"with no user burst in the {TURN_SLACK_S:.1f} s before it; heard: a burst followed by "
+        "an interruption or a turn; a barge-in: a burst begun while a reply played (at the "
+        "simulator's reckoning), detected when the simulator cut that reply. Echo at the "
+        "simulator: tests/audio/test_echo_pulse_e2e.py's measure, the user's bursts left out."
     )
     print(
         "- CPU figures are noisy: 2 shared cores, a niced soak in the background; the unprocessed "
