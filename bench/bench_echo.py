@@ -231,8 +231,10 @@ def turn_times() -> Iterator[TurnTimes]:
 
 
 def user_bursts(seconds: float, first_s: float, seed: int) -> tuple[Any, list[tuple[float, float]]]:
-    """The user in the room: 1 s bursts every 5.5-8 s from first_s on (as int16 samples, and
-    their (start, end) in seconds from the start of the samples)."""
+    """The user in the room: 1 s bursts from first_s on, in pairs: the second 2.2-2.6 s after
+    the first, over the simulator's reply to it (which starts ~0.7 s after the burst ends and
+    lasts ~1.9 s): a barge-in; the next pair 5.5-7.5 s later, after the reply to the barge-in
+    (as int16 samples, and their (start, end) in seconds from the start of the samples)."""
     rng = np.random.default_rng(seed)
     user = np.zeros(int(seconds * LIVE_RATE), dtype=np.int16)
     spans = []
@@ -242,7 +244,7 @@ def user_bursts(seconds: float, first_s: float, seed: int) -> tuple[Any, list[tu
         a = int(t * LIVE_RATE)
         user[a : a + len(burst)] = burst
         spans.append((t, t + 1.0))
-        t += float(rng.uniform(5.5, 8.0))
+        t += float(rng.uniform(2.2, 2.6) if len(spans) % 2 else rng.uniform(5.5, 7.5))
     return user, spans
 
 
