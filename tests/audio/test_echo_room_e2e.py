@@ -177,3 +177,4 @@ async def test_with_processing_no_self_interruption_and_voice_barges_in(tmp_path
     assert stats.processing and stats.echo_cancellation
     assert stats.erle_db is not None and stats.erle_db > 20
     assert stats.echo_delay_ms is not None and stats.echo_delay_ms > 0
+    assert stats.processing_cpu_s > 0  # reported for status (the bench reads it)

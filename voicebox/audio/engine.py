@@ -541,6 +541,7 @@ class AudioEngine:
             s.processing_cpu_percent = ps.cpu_percent
             s.echo_converged = ps.converged
             s.echo_gated_s = ps.gated_s
+            s.processing_cpu_s = round(ps.cpu_s, 3)
         return s
 
     # --- tuning and supervision -------------------------------------------------------------

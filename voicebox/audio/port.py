@@ -46,6 +46,7 @@ class AudioStats:
     echo_converged: bool = False  # the canceller is trusted: full duplex (else the mic is muted
     # while the agent speaks)
     echo_gated_s: float = 0.0  # mic muted while the agent spoke, the canceller not yet trusted
+    processing_cpu_s: float = 0.0  # thread CPU time spent processing, since the processor began
 
 
 class AudioPort(Protocol):
