@@ -17,6 +17,8 @@ from voicebox.audio.processing import (
     library_available,
 )
 from voicebox.audio.room import impulse_response
+from voicebox.simulator.vad import EnergyVad, SpeechStart
+from voicebox.simulator.voice import speech_like as voice_like
 
 pytestmark = pytest.mark.skipif(
     not library_available(), reason="pywebrtc-audio is not installed (make bootstrap installs it)"
@@ -213,3 +215,37 @@ async def test_engine_applies_new_processing_settings_on_reload(tmp_path) -> Non
         assert not engine.stats().processing and engine._playback.reference is None
     finally:
         await engine.stop()
+
+
+def test_small_room_replies_with_barge_ins_through_the_simulators_vad() -> None:
+    """A minute of the simulator's voice in replies with pauses in the small bench room (10 ms,
+    a strong direct path), the user talking over one reply in three: the processed mic never
+    starts the simulator's VAD on the agent's own voice, and starts it on every user burst
+    (once the first seconds of half duplex are over)."""
+    rng = np.random.default_rng(0)
+    n = 60 * RATE
+    far, near = np.zeros(n), np.zeros(n)
+    bursts: list[tuple[int, int]] = []
+    t, k = 0.5, 0
+    while (t + 6.0) * RATE < n:
+        length = float(rng.uniform(1.5, 4.0))
+        reply = voice_like(length, RATE, f0=float(rng.uniform(150, 210)), harmonics=20)
+        far[int(t * RATE) : int(t * RATE) + len(reply)] = reply
+        if k % 3 == 2:
+            b = int((t + float(rng.uniform(0.4, max(0.5, length - 1.2)))) * RATE)
+            burst = voice_like(1.0, RATE, f0=float(rng.uniform(100, 130)), level=0.3)
+            near[b : b + len(burst)] += burst
+            bursts.append((b, b + len(burst)))
+        t += length + float(rng.uniform(0.8, 3.0))
+        k += 1
+    run = run_room(far, near, delay_ms=10, tail_ms=150, echo_db=-12, direct_db=10)
+    vad, starts = EnergyVad(RATE), []
+    for i in range(0, len(run.out) - 320 + 1, 320):
+        starts += [
+            int(e.at_s * RATE) for e in vad.feed(run.out[i : i + 320]) if isinstance(e, SpeechStart)
+        ]
+    slack = int(0.7 * RATE)
+    own = [s for s in starts if not any(a - slack <= s <= b + slack for a, b in bursts)]
+    heard = [any(a <= s <= b + slack for s in starts) for a, b in bursts]
+    assert own == []
+    assert len(bursts) >= 4 and all(heard), heard

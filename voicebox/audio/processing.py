@@ -57,7 +57,7 @@ Samples = npt.NDArray[np.int16]
 
 RATE = 16000  # processing rate: the session's rate, and a third of the work of 48 kHz
 FRAME = RATE // 100  # 10 ms, the module's frame
-MARGIN_MS = 10.0  # the reference is taken this much early, so stamp error never makes it late
+MARGIN_MS = 5.0  # the reference is taken this much early (AEC3 lost the small room at 15+)
 RESYNC_MS = 12.0  # the offset's median further off than this re-aligns at once
 SLEW_MS = 0.5  # smaller offsets are walked back one sample per block (clock drift)
 ALIGN_BLOCKS = 32  # the offset is the median of the stamps of this many recent mic blocks
