@@ -36,3 +36,19 @@ async def test_speech_sent_into_a_half_open_link_is_replayed_on_the_next_session
         [replay] = r.logs.events("mic.replayed")
         assert float(replay["REPLAYED_S"]) > 0
         assert r.sup.snapshot()["counters"]["replays"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_turn_already_transcribed_is_not_replayed_after_a_1012() -> None:
+    """The service took the user's turn (user_transcript) and then restarted (1012): the next
+    session gets no fragment of that turn to answer again."""
+    sim = SimConfig(first_message="", ping_interval_s=30.0, interruptions=False)
+    async with rig(sim, conversation__resume_buffer_s=6.0) as r:
+        first = await r.sim.wait_connection(1)
+        r.say(1.2)
+        await r.sim.wait_for(lambda: len(first.turns) >= 1, timeout=10)
+        await r.sim.inject("1:close:1012", 1)
+        second = await r.sim.wait_connection(2, timeout=15)
+        await r.sim.wait_for(lambda: second.user_audio_chunks >= 40, timeout=10)
+        assert second.turns == []  # nothing of the first turn spoken again
+        assert len(first.turns) == 1

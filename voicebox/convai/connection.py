@@ -523,6 +523,8 @@ class SessionLink:
             t_recv = time.perf_counter()
             self.last_frame_at = now = loop.time()
             ev = decode(frame)
+            if type(ev) is messages.UserTranscript:  # the turn was heard (voicebox.convai.replay)
+                self.unconfirmed.confirm(self.unconfirmed.last_seq)
             for a in session.receive(ev, now):
                 if type(a) is Play:  # most frames are agent audio
                     play(a.data)

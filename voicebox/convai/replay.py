@@ -9,7 +9,14 @@ The one answer that does is the WebSocket pong to a ping we sent: the peer's Web
 answers a ping only after reading every byte before it on the same TCP stream (RFC 6455 5.5.2
 and TCP's in-order delivery). So:
 
-    A mic frame is confirmed once a pong arrives for a ping sent after the frame.
+    A mic frame is confirmed once a pong arrives for a ping sent after the frame,
+    or once a final `user_transcript` arrives after it was sent.
+
+The second: a final transcript says the service took the user's turn, so the speech before it
+was heard and answered; replaying its tail to the next session would make a phantom turn of a
+fragment (the demo's 1012 right after a turn did: 0.26 s of the user's last words, answered
+again). What it confirms beyond the turn is the hangover silence sent while the service decided
+the turn had ended.
 
 The link sends such a ping every probe interval while a conversation is active, so a healthy
 link keeps about one interval plus a round trip unconfirmed. When a link ends in a transient
