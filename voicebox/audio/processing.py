@@ -242,17 +242,12 @@ def _apm(settings: ProcessingSettings) -> Any:
     )
 
 
-def _frame_powers(x: Samples, frames: int) -> list[float]:
-    """Mean square of each 10 ms frame."""
-    return _powers((x,), frames, np.empty(frames * FRAME))[0]
-
-
 def _powers(
     xs: tuple[Samples, ...], frames: int, scratch: npt.NDArray[np.float64]
 ) -> list[list[float]]:
-    """`_frame_powers` of each of xs in one pass through scratch (preallocated, at least
-    len(xs) * frames * FRAME long): at a few frames per block numpy's per-call overhead, not
-    the arithmetic, is the cost, so the three signals share each call."""
+    """The mean square of each 10 ms frame of each of xs, in one pass through scratch
+    (preallocated, at least len(xs) * frames * FRAME long): at a few frames per block numpy's
+    per-call overhead, not the arithmetic, is the cost, so the three signals share each call."""
     n = frames * FRAME
     f = scratch[: len(xs) * n]
     for i, x in enumerate(xs):
