@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from voicebox.audio.capture import Capture
+from voicebox.audio.capture import STEP_MS, Capture
 
 
 def ramp(start: int, n: int) -> np.ndarray:
@@ -107,6 +107,22 @@ async def test_a_failing_consumer_does_not_stop_capture() -> None:
     cap.on_block(ramp(640, 320))
     await settle()
     assert seen == [320, 320, 320]
+
+
+@pytest.mark.asyncio
+async def test_a_backlog_is_worked_off_in_steps_that_let_the_loop_run() -> None:
+    """A second of audio waiting (the loop was busy) is not handled in one callback: anything
+    else due on the loop (a status client, the WebSocket) runs between the steps."""
+    loop = asyncio.get_running_loop()
+    chunks: list[np.ndarray] = []
+    cap = Capture(loop, chunks.append, 16000, 16000, 20, 1000)
+    cap.on_block(ramp(0, 16000))
+    others: list[int] = []
+    loop.call_soon(lambda: others.append(len(chunks)))
+    for _ in range(40):
+        await asyncio.sleep(0)
+    assert others and others[0] * 320 <= STEP_MS * 16  # the other callback ran after one step
+    assert np.array_equal(np.concatenate(chunks), ramp(0, 16000))  # and nothing was lost
 
 
 def test_block_after_the_loop_closed_does_not_raise() -> None:

@@ -1,5 +1,6 @@
 """Mic capture: the device thread copies blocks into a drop-oldest ring and wakes the loop; the
-loop resamples to the session's input rate and cuts fixed-duration chunks for `on_chunk`.
+loop resamples to the session's input rate and cuts fixed-duration chunks for `on_chunk`, at
+most STEP_MS of audio per loop callback (a backlog is worked off without stalling the loop).
 
 The same `Capture` serves a sounddevice InputStream callback and the file input's clock. With a
 `CaptureProcessor` (voicebox/audio/processing.py) the loop side runs it on the device-rate
@@ -24,6 +25,7 @@ from voicebox.logs import event
 
 log = logging.getLogger(__name__)
 LAG_ALPHA = 0.1  # EWMA weight of the newest hand-off delay
+STEP_MS = 100  # at most this much audio per loop callback, so a backlog never stalls the loop
 
 
 class Capture:
@@ -119,9 +121,15 @@ class Capture:
         self._pending = False
         self.last_handoff_ms = (time.monotonic() - posted) * 1000.0
         self.handoff_lag_ms += LAG_ALPHA * (self.last_handoff_ms - self.handoff_lag_ms)
-        block = np.empty(self.ring.available, dtype=np.int16)
+        step = max(1, self.device_rate * STEP_MS // 1000)
+        block = np.empty(min(self.ring.available, step), dtype=np.int16)
         n, first = self.ring.read_indexed(block)
         block = block[:n]
+        if self.ring.available and not self._pending:
+            # the rest of a backlog waits for the next loop iteration: other callbacks (the
+            # WebSocket, the status socket, the watchdog) run in between
+            self._pending = True
+            self._loop.call_soon(self._receive_handle, time.monotonic())
         if self.processor is not None:
             try:
                 block = self.processor.process(block, first)
