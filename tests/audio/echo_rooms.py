@@ -66,6 +66,7 @@ def run_room(
     seed: int = 3,
     mic_rate: int = RATE,
     out_rate: int = RATE,
+    block_ms: float = BLOCK_MS,
 ) -> Run:
     """Play `far` through a room into the mic (with `near` the user's voice) and process it.
     `far` and `near` are at RATE; the devices run at mic_rate and out_rate (the room and the
@@ -97,8 +98,8 @@ def run_room(
     mic_h, ref_h = StampedHistory(mic_rate, 0), StampedHistory(out_rate)
     proc = CaptureProcessor(settings or ProcessingSettings(), mic_h, ref_h)
     outs = []
-    in_block = mic_rate * BLOCK_MS // 1000
-    out_block = out_rate * BLOCK_MS // 1000
+    in_block = round(mic_rate * block_ms / 1000)
+    out_block = round(out_rate * block_ms / 1000)
     next_out = 0  # speaker sample index of the next output block
     for start in range(0, n_m - in_block + 1, in_block):
         adc = start / mic_rate

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests.audio.echo_rooms import RATE, db, run_room, speech_like
+from voicebox.audio import processing
 from voicebox.audio.processing import (
     LEAK_POWER,
     MARGIN_MS,
@@ -52,6 +53,41 @@ def test_erle_at_device_rates(mic_rate: int, out_rate: int) -> None:
     )  # fmt: skip
     assert erle(run, 9) >= 30.0
     assert run.processor.snapshot().resyncs == 0
+
+
+def test_the_reference_fed_to_aec3_does_not_depend_on_the_block_size(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A 16 kHz device handing blocks of no whole frames (25 ms, 64 ms): the part-frame left of
+    each block's reference must survive until the next block completes it, so AEC3 gets the
+    same reference stream as with 20 ms blocks."""
+    real = processing._apm
+    fed: dict[float, list[np.ndarray]] = {}
+
+    def recording(settings, echo):  # type: ignore[no-untyped-def]
+        apm = real(settings, echo)
+        frames = fed.setdefault(current, [])
+
+        class Recorder:
+            def process(self, near, far=None):  # type: ignore[no-untyped-def]
+                if far is not None:
+                    frames.append(far.copy())
+                return apm.process(near, far) if echo else apm.process(near)
+
+            def reset(self) -> None:
+                apm.reset()
+
+        return Recorder()
+
+    monkeypatch.setattr(processing, "_apm", recording)
+    far = speech_like(4, seed=1)
+    for current in (20.0, 25.0, 64.0):
+        run_room(far, block_ms=current)
+    streams = {k: np.concatenate(v) for k, v in fed.items()}
+    # AEC3 starts at a block boundary, with the reply: compare from the reply's first sample
+    streams = {k: x[np.flatnonzero(x)[0] :] for k, x in streams.items()}
+    n = min(len(x) for x in streams.values())
+    assert n > 3 * RATE
+    assert np.array_equal(streams[25.0][:n], streams[20.0][:n])
+    assert np.array_equal(streams[64.0][:n], streams[20.0][:n])
 
 
 def test_without_the_canceller_the_echo_stays() -> None:
@@ -121,6 +157,23 @@ def test_the_mic_is_muted_while_the_agent_speaks_until_the_canceller_converged()
     assert loud_frames(run.out[:RATE]) == 0
     assert stats.converged and 0.3 <= stats.gated_s <= 3.0
     assert stats.erle_db is not None and stats.erle_db >= 25.0
+
+
+def test_aec3_rests_while_the_agent_is_silent_and_is_back_for_the_next_reply() -> None:
+    """AEC3 is most of the processing's CPU: between replies (the reference silent past the
+    room's tail) the mic goes through a module without it, and the next reply's first echo is
+    cancelled as well as if it had run all along."""
+    gap = np.zeros(4 * RATE)
+    replies = [speech_like(4, seed=1), speech_like(3, seed=2), speech_like(3, seed=3)]
+    far = np.concatenate([replies[0], gap, replies[1], gap, replies[2]])
+    run = run_room(far)
+    stats = run.processor.snapshot()
+    assert stats.aec_frames < 0.7 * stats.frames  # 10 s of replies in 18 s, plus the tails
+    assert stats.converged
+    for start in (8 * RATE, 15 * RATE):  # the replies after a silence
+        onset = slice(start, start + 3 * RATE // 10)
+        assert db(run.mic[onset]) - db(run.out[onset]) >= 25.0
+        assert loud_frames(run.out[start : start + 3 * RATE]) == 0
 
 
 def test_leak_check_tells_the_agents_echo_from_the_user() -> None:

@@ -542,6 +542,8 @@ class AudioEngine:
             s.echo_converged = ps.converged
             s.echo_gated_s = ps.gated_s
             s.processing_cpu_s = round(ps.cpu_s, 3)
+            if ps.echo_cancellation and ps.frames:
+                s.echo_cancel_share = round(ps.aec_frames / ps.frames, 3)
         return s
 
     # --- tuning and supervision -------------------------------------------------------------

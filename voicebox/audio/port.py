@@ -47,6 +47,7 @@ class AudioStats:
     # while the agent speaks)
     echo_gated_s: float = 0.0  # mic muted while the agent spoke, the canceller not yet trusted
     processing_cpu_s: float = 0.0  # thread CPU time spent processing, since the processor began
+    echo_cancel_share: float | None = None  # of mic frames through AEC3 (agent audio to cancel)
 
 
 class AudioPort(Protocol):

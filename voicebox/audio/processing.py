@@ -29,6 +29,11 @@ longer than any echo delay); a frame that leaks (above LEAK_DBFS) starts the cou
 agent is audible" is the aligned reference or, when the engine says so, a reply being played
 (GATE_HOLD_S after): the gate does not depend on the alignment it protects.
 
+AEC3 is most of the cost (about 1.3 % of a core here at 16 kHz): while the aligned reference has
+been silent for IDLE_S and no reply is being played, the mic goes through a second module with
+the same settings but no AEC3, which is then neither fed nor reset and keeps what it learned of
+the room for the next reply. AGC2 runs apart, after either, so its gain does not jump at a switch.
+
 Once trusted, a loud processed frame while the agent is audible is either the user talking over
 it or echo the canceller lost (the path moved: through PulseAudio an underrun shifts it by tens
 of ms without the stamps showing it). `EchoLeakCheck` tells them apart by correlation with the
@@ -73,6 +78,8 @@ CONVERGED_FRAMES = 50  # this many such frames (0.5 s of echo) and the canceller
 LEAK_DBFS = -45.0  # a processed frame this loud while the agent is audible starts it again
 SETTLE_S = 2.0  # no trust until the alignment has held this long (since a reset or re-alignment)
 QUIET_AFTER_FRAMES = 30  # a quiet mic proves no echo only this long into the agent's speech
+SILENT_PEAK = 8  # reference samples within +-8 (-72 dBFS) are silence: nothing to cancel
+IDLE_S = 0.6  # AEC3 runs until the reference has been silent this long (a room's delay + tail)
 GATE_HOLD_S = 0.6  # after a reply was handed to the device, its echo can still arrive this long
 LEAK_LAG_S = 0.25  # how far behind the aligned reference a leaking echo is looked for
 LEAK_WINDOW = 16 * (RATE // 100)  # the newest 160 ms of processed audio is compared
@@ -139,6 +146,7 @@ class ProcessingStats:
     cpu_percent: float = 0.0  # of one core, since start
     cpu_s: float = 0.0
     frames: int = 0
+    aec_frames: int = 0  # frames through AEC3 (the others had no agent audio to cancel)
     resyncs: int = 0  # the stamps moved the reference span (reopen, latency change, drift)
     resets: int = 0
     holds: int = 0  # mic blocks held back until the output had written their reference
@@ -226,20 +234,29 @@ class StampedHistory:
             self.epoch += 1
 
 
-def _apm(settings: ProcessingSettings) -> Any:
+def _apm(settings: ProcessingSettings, echo: bool) -> Any:
+    """The WebRTC module for `settings`, with or without AEC3; gain runs apart (`_gain`)."""
     from pywebrtc_audio import AudioProcessor
 
     ns = settings.noise_suppression
     return AudioProcessor(
         sample_rate=RATE,
         num_channels=1,
-        echo_cancellation=settings.echo_cancellation,
+        echo_cancellation=echo,
         noise_suppression=ns != "off",
         high_pass_filter=settings.high_pass,
-        auto_gain_control=settings.auto_gain,
         ns_level=NS_LEVELS.get(ns, 1),
-        stream_delay_ms=int(MARGIN_MS) if settings.echo_cancellation else 0,
+        stream_delay_ms=int(MARGIN_MS) if echo else 0,
     )
+
+
+def _gain(settings: ProcessingSettings) -> Any:
+    """AGC2 on its own, after either module: one gain state, so switching costs no level step."""
+    if not settings.auto_gain:
+        return None
+    from pywebrtc_audio import GainController
+
+    return GainController(sample_rate=RATE, num_channels=1)
 
 
 def _powers(
@@ -340,7 +357,13 @@ class CaptureProcessor:
         self._far_run = 0  # consecutive frames the agent has been audible (aligned reference)
         self._leak = EchoLeakCheck()
         self._leak_spared = 0  # frames left that the last "not echo" verdict covers
-        self._apm = _apm(settings)
+        self._apm = _apm(settings, echo=self.reference is not None)
+        # AEC3 is most of the cost: with the reference silent past any echo tail, the mic goes
+        # through a module without it; AEC3 is not fed then and keeps its state
+        self._plain = _apm(settings, echo=False) if self.reference is not None else None
+        self._gain = _gain(settings)
+        self._far_quiet_s = math.inf  # audio seconds the aligned reference has been silent
+        self._leak_stale = False  # frames went by without AEC3: the leak check starts afresh
         self._mic_rs = StreamResampler(mic.rate, RATE)
         self._ref_rs = StreamResampler(reference.rate if reference else RATE, RATE)
         self._near = np.zeros(0, dtype=np.int16)  # mic at RATE, not yet a whole frame
@@ -385,10 +408,10 @@ class CaptureProcessor:
         self._delay_ms = delay if self._delay_ms is None else self._delay_ms * 0.95 + delay * 0.05
         return r_index + (t - r_time) * self.reference.rate
 
-    def _reference_for(self, mic_index: int, n_mic: int) -> Samples:
-        """The reference at its device rate for a mic block of n_mic samples at mic_index."""
+    def _reference_for(self, target: float | None, n_mic: int) -> Samples:
+        """The reference at its device rate for a mic block of n_mic samples whose first one
+        the stamps place at reference index `target` (reference_start)."""
         assert self.reference is not None
-        target = self.reference_start(mic_index)
         ratio = self.reference.rate / self.mic.rate
         if target is not None:
             if self._ref_pos is None:
@@ -448,36 +471,37 @@ class CaptureProcessor:
                 held, held_index = self._held
                 self._held = None
                 block, mic_index = np.concatenate((held, block)), held_index
-            if not self._reference_ready(mic_index + len(block)) and (
+            target = self.reference_start(mic_index)
+            if not self._reference_ready(target, len(block)) and (
                 len(block) < HOLD_S * self.mic.rate
             ):
                 self._held = (block.copy(), mic_index)
                 self.stats.holds += 1
                 return np.zeros(0, dtype=np.int16)
-            return self._process(block, mic_index)
+            return self._process(block, mic_index, target)
         finally:
             self.stats.cpu_s += self._clock() - t
 
-    def _reference_ready(self, mic_end: int) -> bool:
-        """Has the output written the reference up to mic sample mic_end? (It runs ahead of the
-        mic by its latency, but a late output thread must not make the reference a gap.)"""
-        if self.reference is None:
+    def _reference_ready(self, target: float | None, n_mic: int) -> bool:
+        """Has the output written the reference for the n_mic samples from `target` on? (It runs
+        ahead of the mic by its latency, but a late output thread must not make it a gap.)"""
+        if self.reference is None or target is None:
             return True
-        end = self.reference_start(mic_end)
-        return end is None or self.reference.total >= math.ceil(end)
+        end = target + n_mic * self.reference.rate / self.mic.rate
+        return self.reference.total >= math.ceil(end)
 
-    def _process(self, block: Samples, mic_index: int) -> Samples:
+    def _process(self, block: Samples, mic_index: int, target: float | None) -> Samples:
         epochs = (self.mic.epoch, self.reference.epoch if self.reference else 0)
         if epochs != self._epochs:
             self._epochs = epochs
             self.reset()
         far = None
         if self.reference is not None:  # first: a resync restarts _far against the old _near
-            far = self._ref_rs.process(self._reference_for(mic_index, len(block)))
+            far = self._ref_rs.process(self._reference_for(target, len(block)))
         near = self._mic_rs.process(block)
         self._near = np.concatenate((self._near, near)) if len(self._near) else near
         if far is not None:
-            self._far = np.concatenate((self._far, far)) if len(self._far) else far
+            self._far = np.concatenate((self._far, far))  # a copy: far may be _ref_block
             if len(self._near) - len(self._far) > RATE // 10:  # a stalled reference: silence
                 pad = np.zeros(len(self._near) - len(self._far), dtype=np.int16)
                 self._far = np.concatenate((self._far, pad))
@@ -490,7 +514,20 @@ class CaptureProcessor:
             return np.zeros(0, dtype=np.int16)
         near_frames = self._near[:whole]
         far_frames = self._far[:whole] if self.reference is not None else None
-        out: Samples = self._apm.process(near_frames, far_frames)
+        out: Samples
+        if far_frames is None:
+            out = self._apm.process(near_frames)
+        elif self._echo_possible(far_frames):
+            out = self._apm.process(near_frames, far_frames)
+            self.stats.aec_frames += whole // FRAME
+        else:
+            assert self._plain is not None
+            out = self._plain.process(near_frames)
+            far_frames = None  # no agent audio: nothing to meter or gate
+            self._far_run = 0
+            self._leak_stale = True
+        if self._gain is not None:
+            out = self._gain.process(out)
         self._meter(near_frames, far_frames, out)
         self._near = self._near[whole:]  # a view: the next block concatenates anew
         if self.reference is not None:
@@ -498,6 +535,16 @@ class CaptureProcessor:
             if len(self._far) > len(self._near) + RATE // 10:  # more than 100 ms ahead: drift
                 self._far = self._far[len(self._far) - len(self._near) :]
         return out
+
+    def _echo_possible(self, far: Samples) -> bool:
+        """Can the mic hold echo of the agent? A reply being played, or reference above
+        SILENT_PEAK within the last IDLE_S (the room's delay and tail, with room to spare)."""
+        if int(far.max()) > SILENT_PEAK or int(far.min()) < -SILENT_PEAK:
+            self._far_quiet_s = 0.0
+        else:
+            self._far_quiet_s += len(far) / RATE
+        playing = time.monotonic() <= self._playing_until
+        return playing or self._far_quiet_s < IDLE_S
 
     def _meter(self, near: Samples, far: Samples | None, out: Samples) -> None:
         """ERLE and convergence from per-frame powers; mutes `out` (in place) where the agent
@@ -511,6 +558,9 @@ class CaptureProcessor:
             self._scratch = np.empty(3 * frames * FRAME)
         powers = _powers((far, near, out), frames, self._scratch)
         playing = time.monotonic() <= self._playing_until
+        if self._leak_stale:  # what it held is from before a quiet spell
+            self._leak = EchoLeakCheck()
+            self._leak_stale = False
         self._leak.feed(far, out)
         for i, (p_far, p_near, p_out) in enumerate(zip(*powers, strict=True)):
             self._audio_s += FRAME / RATE
@@ -557,6 +607,11 @@ class CaptureProcessor:
     def reset(self) -> None:
         """A device was reopened: new stamps, a new acoustic path maybe; start over."""
         self._apm.reset()
+        if self._plain is not None:
+            self._plain.reset()
+        if self._gain is not None:
+            self._gain.reset()
+        self._far_quiet_s = math.inf
         self._mic_rs.reset()
         self._ref_rs.reset()
         self._near = np.zeros(0, dtype=np.int16)
