@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ class Room:
 
 
 @contextlib.asynccontextmanager
-async def room(tmp_path: Path, echo_cancellation: str) -> AsyncIterator[Room]:
+async def room(tmp_path: Path, echo_cancellation: str, **changes: object) -> AsyncIterator[Room]:
     with wave.open(str(tmp_path / "silence.wav"), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -110,6 +111,7 @@ async def room(tmp_path: Path, echo_cancellation: str) -> AsyncIterator[Room]:
             "audio.output.backend": "file",
             "audio.output.path": str(tmp_path / "speaker.wav"),
             "audio.processing.echo_cancellation": echo_cancellation,
+            **changes,
         },
     )
     engine = AudioEngine(cfg.audio, processing=processing_settings(cfg))
@@ -140,7 +142,10 @@ async def test_without_processing_the_agent_hears_itself(tmp_path: Path) -> None
 
 
 @pytest.mark.asyncio
-async def test_with_processing_no_self_interruption_and_voice_barges_in(tmp_path: Path) -> None:
+async def test_with_processing_no_self_interruption_and_voice_barges_in(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="voicebox.audio.engine")
     async with room(tmp_path, "on") as r:
         # the first message plays out without the agent cutting or answering itself
         await r.agent_speaking()
@@ -172,9 +177,34 @@ async def test_with_processing_no_self_interruption_and_voice_barges_in(tmp_path
         stats = r.engine.stats()
     happened = (r.conn.interruptions, r.conn.turns, stats)
     assert len(r.conn.interruptions) == 2, happened  # the two barge-ins, nothing else
+    assert "audio.echo_over_voice" not in caplog.text  # they got through: no false alarm
     assert len(r.conn.turns) == 3 and all(0.6 <= d <= 1.8 for d in r.conn.turns), r.conn.turns
     assert len(r.conn.agent_responses) == 4
     assert stats.processing and stats.echo_cancellation
     assert stats.erle_db is not None and stats.erle_db > 20
     assert stats.echo_delay_ms is not None and stats.echo_delay_ms > 0
     assert stats.processing_cpu_s > 0  # reported for status (the bench reads it)
+
+
+@pytest.mark.asyncio
+async def test_an_echo_louder_than_the_user_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A loud speaker beside the mic: the echo as loud as what is played. Once the daemon has
+    heard both the echo and the user, it warns that barge-in by voice will not be reliable."""
+    caplog.set_level(logging.INFO, logger="voicebox.audio.engine")
+    loud = {"audio.input.room.echo_db": 0.0, "audio.input.room.direct_db": 6.0}
+    async with room(tmp_path, "on", **loud) as r:
+        await r.agent_speaking()
+        await r.until(lambda: r.engine.stats().echo_converged)
+        await r.agent_quiet(timeout=30)
+        r.voice.say(2.0)  # a turn in the pause
+        await r.until(lambda: len(r.conn.turns) >= 1)
+        await r.agent_speaking()
+        await r.until(lambda: "audio.echo_over_voice" in caplog.text, timeout=20)
+        stats = r.engine.stats()
+    assert stats.echo_dbfs is not None and stats.voice_dbfs is not None
+    assert stats.voice_dbfs < stats.echo_dbfs
+    warnings = [x for x in caplog.records if "audio.echo_over_voice" in x.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert "audio.output.volume" in warnings[0].getMessage()

@@ -15,6 +15,7 @@ from voicebox.audio.processing import (
     ProcessingSettings,
     StampedHistory,
     echo_cancellation_wanted,
+    echo_over_voice,
     library_available,
 )
 from voicebox.audio.room import impulse_response
@@ -174,6 +175,38 @@ def test_aec3_rests_while_the_agent_is_silent_and_is_back_for_the_next_reply() -
         onset = slice(start, start + 3 * RATE // 10)
         assert db(run.mic[onset]) - db(run.out[onset]) >= 25.0
         assert loud_frames(run.out[start : start + 3 * RATE]) == 0
+
+
+@pytest.mark.parametrize(
+    ("echo_db", "direct_db", "too_loud"), [(-12.0, 10.0, False), (0.0, 6.0, True)]
+)
+def test_the_echo_and_the_voice_are_measured_at_the_mic(
+    echo_db: float, direct_db: float, too_loud: bool
+) -> None:
+    """The agent's echo (while it speaks alone) and the user's voice (while the agent is silent)
+    at the mic: in a room where the echo is as loud as the speaker, the user cannot barge in by
+    voice, and the processor says so."""
+    second = RATE
+    agent = [speech_like(3, seed=k) for k in range(4)]
+    user = speech_like(1.5, seed=9, level=4000)  # at the mic 3.5 dB under what is played
+    far, near = [], []
+    for reply in agent:  # a reply, then the user answers in the pause after it
+        pause = np.zeros(3 * second)
+        far += [reply, pause]
+        said = np.zeros(len(reply) + len(pause))
+        said[len(reply) + second : len(reply) + second + len(user)] = user
+        near.append(said)
+    run = run_room(
+        np.concatenate(far), np.concatenate(near), delay_ms=30, tail_ms=250, echo_db=echo_db,
+        direct_db=direct_db,
+    )  # fmt: skip
+    stats = run.processor.snapshot()
+    assert stats.echo_dbfs is not None and stats.voice_dbfs is not None
+    first = run.echo[: 3 * second]  # the first reply's echo, its syllables
+    active = first[np.abs(first) > 30]
+    assert abs(stats.echo_dbfs - (db(active) - 90.3)) < 4.0  # dB re full scale
+    assert abs(stats.voice_dbfs - (db(user[np.abs(user) > 30]) - 90.3)) < 4.0
+    assert echo_over_voice(stats) is too_loud
 
 
 def test_leak_check_tells_the_agents_echo_from_the_user() -> None:

@@ -26,6 +26,7 @@ from voicebox.audio.processing import (
     CaptureProcessor,
     ProcessingSettings,
     StampedHistory,
+    echo_over_voice,
     library_available,
 )
 from voicebox.audio.room import Room, RoomSink, RoomSource, build_room
@@ -35,6 +36,11 @@ from voicebox.logs import event
 log = logging.getLogger(__name__)
 FILE_OUTPUT_RATE = 16000
 CHECK_S = 0.25  # supervisor period
+LEVELS_EVERY = 20  # supervisor periods between looks at the echo and voice levels (5 s)
+ECHO_OVER_VOICE_HINT = (
+    "barge-in by voice needs the user louder than the agent's echo at the mic: lower "
+    "audio.output.volume, or move the speaker away from the mic"
+)
 
 
 def reopen_delay(attempt: int, first: float = 0.5, cap: float = 30.0) -> float:
@@ -185,6 +191,7 @@ class AudioEngine:
         self._prebuffer_ms = cfg.output.prebuffer_ms
         self._ring_ms = cfg.output.buffer_ms
         self._volume = cfg.output.volume
+        self._echo_over_voice = False  # audio.echo_over_voice was logged and still holds
         self._capture: Capture | None = None
         self._playback: Playback | None = None
         self._input: _Device | None = None
@@ -450,6 +457,8 @@ class AudioEngine:
                 holds=ps.holds,
                 gated_s=ps.gated_s,
                 leaks=ps.leaks,
+                echo_dbfs=ps.echo_dbfs,
+                voice_dbfs=ps.voice_dbfs,
             )
 
     def _room(self, rate: int) -> tuple[Room, WavReader]:
@@ -544,6 +553,8 @@ class AudioEngine:
             s.processing_cpu_s = round(ps.cpu_s, 3)
             if ps.echo_cancellation and ps.frames:
                 s.echo_cancel_share = round(ps.aec_frames / ps.frames, 3)
+            s.echo_dbfs = ps.echo_dbfs
+            s.voice_dbfs = ps.voice_dbfs
         return s
 
     # --- tuning and supervision -------------------------------------------------------------
@@ -624,13 +635,36 @@ class AudioEngine:
             await self._reopen_with_backoff(self._waiting_for, first_failed=True)
             self._waiting_for = None
             self._opened.set()
+        ticks = 0
         while True:
             await asyncio.sleep(CHECK_S)
+            ticks += 1
+            if ticks % LEVELS_EVERY == 0:
+                self._check_echo_over_voice()
             problem = self._problem()
             if problem is not None:
                 await self._recover(*problem)
             elif self._pending_latency is not None and not self.playing:
                 await self._apply_latency(self._pending_latency)
+
+    def _check_echo_over_voice(self) -> None:
+        """Warn (once until it clears) when the echo is too loud for a voice barge-in."""
+        processor = self._processor
+        if processor is None:
+            return
+        ps = processor.snapshot()
+        over = echo_over_voice(ps)
+        if over and not self._echo_over_voice:
+            event(
+                log,
+                "audio.echo_over_voice",
+                logging.WARNING,
+                echo_dbfs=ps.echo_dbfs,
+                voice_dbfs=ps.voice_dbfs,
+                volume=self._volume,
+                hint=ECHO_OVER_VOICE_HINT,
+            )
+        self._echo_over_voice = over
 
     async def _apply_latency(self, seconds: float) -> None:
         """Reopen both streams with a new latency (between replies: never clips a reply)."""

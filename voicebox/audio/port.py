@@ -48,6 +48,8 @@ class AudioStats:
     echo_gated_s: float = 0.0  # mic muted while the agent spoke, the canceller not yet trusted
     processing_cpu_s: float = 0.0  # thread CPU time spent processing, since the processor began
     echo_cancel_share: float | None = None  # of mic frames through AEC3 (agent audio to cancel)
+    echo_dbfs: float | None = None  # the agent's echo at the mic, echo alone
+    voice_dbfs: float | None = None  # the user's voice at the mic, the agent silent
 
 
 class AudioPort(Protocol):
