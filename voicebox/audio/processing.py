@@ -551,21 +551,20 @@ class CaptureProcessor:
             return np.zeros(0, dtype=np.int16)
         near_frames = self._near[:whole]
         far_frames = self._far[:whole] if self.reference is not None else None
+        playing = time.monotonic() <= self._playing_until
         out: Samples
         if far_frames is None:
             out = self._apm.process(near_frames)
-        elif self._echo_possible(far_frames):
+        elif self._echo_possible(far_frames, playing):
             out = self._apm.process(near_frames, far_frames)
             self.stats.aec_frames += whole // FRAME
         else:
             assert self._plain is not None
             out = self._plain.process(near_frames)
             far_frames = None  # no agent audio: nothing to meter or gate
-            self._far_run = 0
-            self._leak_stale = True
         if self._gain is not None:
             out = self._gain.process(out)
-        self._meter(near_frames, far_frames, out)
+        self._meter(near_frames, far_frames, out, playing)
         self._near = self._near[whole:]  # a view: the next block concatenates anew
         if self.reference is not None:
             self._far = self._far[whole:]
@@ -573,19 +572,19 @@ class CaptureProcessor:
                 self._far = self._far[len(self._far) - len(self._near) :]
         return out
 
-    def _echo_possible(self, far: Samples) -> bool:
+    def _echo_possible(self, far: Samples, playing: bool) -> bool:
         """Can the mic hold echo of the agent? A reply being played, or reference above
         SILENT_PEAK within the last IDLE_S (the room's delay and tail, with room to spare)."""
         if int(far.max()) > SILENT_PEAK or int(far.min()) < -SILENT_PEAK:
             self._far_quiet_s = 0.0
         else:
             self._far_quiet_s += len(far) / RATE
-        playing = time.monotonic() <= self._playing_until
         return playing or self._far_quiet_s < IDLE_S
 
-    def _meter(self, near: Samples, far: Samples | None, out: Samples) -> None:
+    def _meter(self, near: Samples, far: Samples | None, out: Samples, playing: bool) -> None:
         """ERLE and convergence from per-frame powers; mutes `out` (in place) where the agent
-        is audible and the canceller is not trusted yet."""
+        is audible and the canceller is not trusted yet. far None with a reference: AEC3 at
+        rest, the agent silent (only the user's level is measured)."""
         frames = len(near) // FRAME
         self.stats.frames += frames
         if len(self._scratch) < 3 * frames * FRAME:
@@ -593,13 +592,14 @@ class CaptureProcessor:
         if far is None:
             self._audio_s += frames * FRAME / RATE
             if self.reference is not None:  # AEC3 at rest: the agent is silent
+                self._far_run = 0
+                self._leak_stale = True
                 near_p, out_p = _powers((near, out), frames, self._scratch)
                 for p_near, p_out in zip(near_p, out_p, strict=True):
                     if p_out >= ACTIVE_POWER:  # speech left after noise suppression
                         self._voice_level.add(p_near)
             return
         powers = _powers((far, near, out), frames, self._scratch)
-        playing = time.monotonic() <= self._playing_until
         if self._leak_stale:  # what it held is from before a quiet spell
             self._leak = EchoLeakCheck()
             self._leak_stale = False
