@@ -11,6 +11,7 @@ from voicebox.audio import processing
 from voicebox.audio.processing import (
     LEAK_POWER,
     MARGIN_MS,
+    CaptureProcessor,
     EchoLeakCheck,
     ProcessingSettings,
     StampedHistory,
@@ -79,6 +80,8 @@ def test_the_reference_fed_to_aec3_does_not_depend_on_the_block_size(monkeypatch
         return Recorder()
 
     monkeypatch.setattr(processing, "_apm", recording)
+    # the dither is cycled per call, so it differs with the block size: compare without it
+    monkeypatch.setattr(processing.CaptureProcessor, "_dithered", lambda self, far: far)
     far = speech_like(4, seed=1)
     for current in (20.0, 25.0, 64.0):
         run_room(far, block_ms=current)
@@ -89,6 +92,21 @@ def test_the_reference_fed_to_aec3_does_not_depend_on_the_block_size(monkeypatch
     assert n > 3 * RATE
     assert np.array_equal(streams[25.0][:n], streams[20.0][:n])
     assert np.array_equal(streams[64.0][:n], streams[20.0][:n])
+
+
+def test_aec3_gets_a_reference_dithered_by_one_step_that_saturates_instead_of_wrapping() -> None:
+    """Silence reaches AEC3 as +-1 LSB of noise (exact zeros after speech slow it down many
+    times over); full scale stays full scale."""
+    proc = CaptureProcessor(ProcessingSettings(), StampedHistory(RATE, 0), StampedHistory(RATE))
+    silence = proc._dithered(np.zeros(RATE, dtype=np.int16))
+    assert silence.dtype == np.int16
+    assert set(np.unique(silence).tolist()) == {-1, 0, 1}
+    assert np.count_nonzero(silence) > RATE // 2
+    loud = np.tile(np.array([32767, -32768], dtype=np.int16), RATE)
+    out = proc._dithered(loud)
+    assert out[0::2].min() >= 32766 and out[1::2].max() <= -32767
+    speech = speech_like(1).astype(np.int16)
+    assert np.abs(proc._dithered(speech).astype(np.int32) - speech).max() <= 1
 
 
 def test_without_the_canceller_the_echo_stays() -> None:
