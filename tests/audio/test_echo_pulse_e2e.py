@@ -267,9 +267,13 @@ async def test_pulse_room_echo_cancelled_no_self_interruption_and_user_heard(
     async with voicebox_in_room(tmp_path, room, "echo_cancellation: on") as r:
         await r.agent_done(1)
         greeting = (len(r.conn.interruptions), len(r.conn.turns))
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(0.8)
         start = len(r.conn.agent_responses)
         for n in (1, 2):
+            # the user is not in the window the echo is measured in: past a reply's end by more
+            # than the longest lag and the spread (with no echo left to find, the lag found can
+            # be anything up to MAX_LAG_S, and the user's onset once came out as -22 dB of echo)
+            await asyncio.sleep(MAX_LAG_S + SPREAD_S + 0.2)
             await asyncio.get_running_loop().run_in_executor(None, r.room.say(user).wait)
             # a turn as long as the user spoke (not a blip of echo), and its answer played
             with contextlib.suppress(TimeoutError):
