@@ -118,7 +118,8 @@ PY=${PYTHON:-python3}
     die "voicebox needs Python >= 3.11; $PY is $("$PY" --version 2>&1)"
 
 # procps: the unit's ExecReload runs /bin/kill, which a minimal Debian does not have (203/EXEC).
-APT_PKGS=(libportaudio2 python3-venv python3-lgpio python3-systemd procps)
+# libspeexdsp1: the linear echo filter ahead of AEC3 (barge-in over a loud echo).
+APT_PKGS=(libportaudio2 python3-venv python3-lgpio python3-systemd procps libspeexdsp1)
 if [ -n "$ROOT" ]; then
     sys apt-get install -y "${APT_PKGS[@]}"
 elif command -v apt-get >/dev/null; then

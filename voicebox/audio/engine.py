@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from voicebox.audio import devices
+from voicebox.audio import devices, linear_echo
 from voicebox.audio.capture import Capture
 from voicebox.audio.devices import AudioDeviceError
 from voicebox.audio.files import FileSink, FileSource, WavReader, WavWriter
@@ -38,8 +38,8 @@ FILE_OUTPUT_RATE = 16000
 CHECK_S = 0.25  # supervisor period
 LEVELS_EVERY = 20  # supervisor periods between looks at the echo and voice levels (5 s)
 ECHO_OVER_VOICE_HINT = (
-    "barge-in by voice needs the user louder than the agent's echo at the mic: lower "
-    "audio.output.volume, or move the speaker away from the mic"
+    "the agent's echo at the mic drowns the user's voice, so barge-in by voice mostly fails: "
+    "lower audio.output.volume, or move the speaker away from the mic"
 )
 
 
@@ -512,7 +512,13 @@ class AudioEngine:
             auto_gain=settings.auto_gain,
             high_pass=settings.high_pass,
             rate=self._processor.rate,
+            linear_echo_filter=self._processor.linear_filter,
         )
+        if settings.echo_cancellation and not self._processor.linear_filter:
+            # AEC3 alone: a user quieter than the agent's echo at the mic barges in less often
+            event(
+                log, "audio.linear_echo_unavailable", logging.WARNING, package=linear_echo.PACKAGE
+            )
 
     def _reset_stamps(self) -> None:
         """The streams were reopened: their stamps start again (the processor re-aligns)."""
@@ -555,6 +561,7 @@ class AudioEngine:
                 s.echo_cancel_share = round(ps.aec_frames / ps.frames, 3)
             s.echo_dbfs = ps.echo_dbfs
             s.voice_dbfs = ps.voice_dbfs
+            s.echo_linear_filter = ps.linear_echo
         return s
 
     # --- tuning and supervision -------------------------------------------------------------

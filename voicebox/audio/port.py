@@ -50,6 +50,7 @@ class AudioStats:
     echo_cancel_share: float | None = None  # of mic frames through AEC3 (agent audio to cancel)
     echo_dbfs: float | None = None  # the agent's echo at the mic, echo alone
     voice_dbfs: float | None = None  # the user's voice at the mic, the agent silent
+    echo_linear_filter: bool = False  # speexdsp's MDF converged and feeds AEC3
 
 
 class AudioPort(Protocol):

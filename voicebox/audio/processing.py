@@ -29,6 +29,12 @@ longer than any echo delay); a frame that leaks (above LEAK_DBFS) starts the cou
 agent is audible" is the aligned reference or, when the engine says so, a reply being played
 (GATE_HOLD_S after): the gate does not depend on the alignment it protects.
 
+Where libspeexdsp is installed, its MDF filter (`linear_echo`) runs ahead of AEC3 over a 250 ms
+tail: AEC3's own linear filter is short, and a long or loud echo left to its suppressor takes a
+quieter user with it. MDF adapts from the start but feeds AEC3 only once it takes LINEAR_ON_DB
+off the echo (while it learns it can add echo); that switch is a new echo path for AEC3, so trust
+starts again. Bench: barge-ins detected in the large and loud rooms 75 / 42 % -> 100 / 92 %.
+
 AEC3 is most of the cost (about 0.8 % of a core here at 16 kHz, fed a reference dithered by one
 step: digital silence after speech made it six times that): while the aligned reference has
 been silent for IDLE_S and no reply is being played, the mic goes through a second module with
@@ -54,6 +60,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from voicebox.audio import linear_echo
+from voicebox.audio.linear_echo import LinearEchoFilter
 from voicebox.audio.resample import StreamResampler
 
 if TYPE_CHECKING:
@@ -91,7 +99,10 @@ LEAK_EVERY = 4  # a frame found not to be echo spares the check for the next 3 (
 LEVEL_FRAMES = 1000  # the echo and voice levels: over the last 10 s of such frames
 LEVEL_MIN = 50  # and only once half a second of them is in (a short first request)
 VOICE_MARGIN_DB = 0.0  # the user's voice under the echo + this: barge-in by voice mostly fails
+LINEAR_VOICE_MARGIN_DB = -10.0  # the same with speexdsp's filter feeding AEC3
 FULL_SCALE_POWER = 32768.0**2
+LINEAR_ON_DB = 10.0  # MDF's output feeds AEC3 once it takes this much off the echo (median)
+LINEAR_BLOCKS = 100  # over this many recent mic blocks with the agent's echo in them
 NS_LEVELS = {"low": 0, "moderate": 1, "high": 2, "very_high": 3}
 LIBRARY = "pywebrtc-audio"
 _MODULE = "pywebrtc_audio"
@@ -161,6 +172,7 @@ class ProcessingStats:
     gated_s: float = 0.0  # mic muted while the agent spoke and the canceller was not yet trusted
     echo_dbfs: float | None = None  # the agent's echo at the mic (frames of echo alone)
     voice_dbfs: float | None = None  # the user's voice at the mic (the agent silent)
+    linear_echo: bool = False  # speexdsp's MDF converged and feeds AEC3 (libspeexdsp installed)
 
 
 class StampedHistory:
@@ -321,13 +333,16 @@ class LevelRing:
 
 
 def echo_over_voice(stats: ProcessingStats) -> bool:
-    """Is the agent's echo at the mic louder than the user's voice? Then AEC3's suppressor takes
-    most of the user's barge-ins for echo. Bench rooms (voice minus echo, as measured here ->
-    barge-ins detected): +7.6 dB -> 100 %, +4.0 -> 75 %, +1.5 -> 75 %, -2.2 -> 50 %; only the
-    last is reported, so a warning means voice barge-in mostly fails, not that it might."""
+    """Is the agent's echo at the mic so much louder than the user's voice that AEC3's suppressor
+    takes most of the user's barge-ins for echo? Bench rooms (voice minus echo, as measured here
+    -> barge-ins detected), AEC3 alone: +7.6 dB -> 100 %, +4.0 -> 75 %, -2.2 -> 50 %; with
+    speexdsp's filter feeding it: -4.4 -> 92 %, -8.4 -> 92 %, -12.4 -> 67 %, -16.4 -> 42 %. Only
+    the clear case is reported (below VOICE_MARGIN_DB, or LINEAR_VOICE_MARGIN_DB once the filter
+    feeds AEC3), so a warning means voice barge-in mostly fails, not that it might."""
     if stats.echo_dbfs is None or stats.voice_dbfs is None:
         return False
-    return stats.voice_dbfs - stats.echo_dbfs < VOICE_MARGIN_DB
+    margin = LINEAR_VOICE_MARGIN_DB if stats.linear_echo else VOICE_MARGIN_DB
+    return stats.voice_dbfs - stats.echo_dbfs < margin
 
 
 class EchoLeakCheck:
@@ -399,6 +414,15 @@ class CaptureProcessor:
         # through a module without it; AEC3 is not fed then and keeps its state
         self._plain = _apm(settings, echo=False) if self.reference is not None else None
         self._gain = _gain(settings)
+        self._linear_on = False  # MDF's output, not the mic, goes to AEC3
+        self._linear_db = np.zeros(LINEAR_BLOCKS)  # what MDF took off the echo, recent blocks
+        self._linear_n = 0
+        # speexdsp's MDF ahead of AEC3 (voicebox/audio/linear_echo.py), when installed
+        self._linear = (
+            LinearEchoFilter(RATE, FRAME)
+            if self.reference is not None and linear_echo.available()
+            else None
+        )
         self._far_quiet_s = math.inf  # audio seconds the aligned reference has been silent
         rng = np.random.default_rng(0)
         self._dither: Samples = rng.integers(-1, 2, DITHER_SAMPLES).astype(np.int16)
@@ -432,6 +456,11 @@ class CaptureProcessor:
             echo_cancellation=settings.echo_cancellation,
             aec_hint_ms=MARGIN_MS if settings.echo_cancellation else 0.0,
         )
+
+    @property
+    def linear_filter(self) -> bool:
+        """Does speexdsp's MDF run ahead of AEC3 (echo cancellation on, libspeexdsp found)?"""
+        return self._linear is not None
 
     # --- alignment ------------------------------------------------------------------------
 
@@ -561,7 +590,14 @@ class CaptureProcessor:
         if far_frames is None:
             out = self._apm.process(near_frames)
         elif self._echo_possible(far_frames, playing):
-            out = self._apm.process(near_frames, self._dithered(far_frames))
+            near_in = near_frames
+            if self._linear is not None:  # adapts from the start; feeds AEC3 once it works
+                linear = self._linear.process(near_frames, far_frames)
+                if self._linear_on:
+                    near_in = linear
+                else:
+                    self._linear_check(near_frames, far_frames, linear)
+            out = self._apm.process(near_in, self._dithered(far_frames))
             self.stats.aec_frames += whole // FRAME
         else:
             assert self._plain is not None
@@ -576,6 +612,23 @@ class CaptureProcessor:
             if len(self._far) > len(self._near) + RATE // 10:  # more than 100 ms ahead: drift
                 self._far = self._far[len(self._far) - len(self._near) :]
         return out
+
+    def _linear_check(self, near: Samples, far: Samples, linear: Samples) -> None:
+        """Has MDF converged? Until then (at first: tens of dB of echo it adds while it learns,
+        through AEC3) AEC3 gets the mic itself. Switching is a new echo path for AEC3, so its
+        trust starts again: the mic is muted while the agent speaks until it has re-learned."""
+        p_far, p_near, p_lin = (
+            float(np.dot(x, x.astype(np.float64))) / max(1, len(x)) for x in (far, near, linear)
+        )
+        if p_far < ACTIVE_POWER or p_near < ACTIVE_POWER:
+            return
+        self._linear_db[self._linear_n % LINEAR_BLOCKS] = 10 * math.log10(
+            (p_near + 1.0) / (p_lin + 1.0)
+        )
+        self._linear_n += 1
+        if self._linear_n >= LINEAR_BLOCKS and _median(self._linear_db) >= LINEAR_ON_DB:
+            self._linear_on = True
+            self._good_frames = 0
 
     def _dithered(self, far: Samples) -> Samples:
         """far plus +-1 LSB of noise (-96 dBFS), for AEC3: digital silence after speech lets
@@ -672,6 +725,10 @@ class CaptureProcessor:
     def reset(self) -> None:
         """A device was reopened: new stamps, a new acoustic path maybe; start over."""
         self._apm.reset()
+        if self._linear is not None:
+            self._linear.reset()
+            self._linear_on = False
+            self._linear_n = 0
         if self._plain is not None:
             self._plain.reset()
         if self._gain is not None:
@@ -699,6 +756,7 @@ class CaptureProcessor:
         s.gated_s = round(s.gated_s, 2)
         s.echo_dbfs = self._echo_level.dbfs()
         s.voice_dbfs = self._voice_level.dbfs()
+        s.linear_echo = self._linear_on
         if self._active_frames >= 100:  # a second of echo heard
             s.erle_db = round(float(np.nanmedian(self._erle)), 1)
         return ProcessingStats(**vars(s))
