@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 
@@ -41,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.audio import pulse_room as pa  # noqa: E402
 from tests.audio.echo_rooms import RATE, run_room  # noqa: E402
 from tests.audio.test_echo_pulse_e2e import SPREAD_S, Echo, Timeline  # noqa: E402
+from voicebox.audio import linear_echo  # noqa: E402
 from voicebox.audio.room import Room, impulse_response  # noqa: E402
 from voicebox.simulator.server import SimConfig, SimConnection, Simulator  # noqa: E402
 from voicebox.simulator.vad import EnergyVad, SpeechStart  # noqa: E402
@@ -724,10 +726,24 @@ def offline_rooms(minutes: float) -> tuple[list[tuple[Any, ...]], str]:
         wall = len(on.out) / RATE
         off_rate, off_detect = judge(on.mic, bursts, agent_minutes)
         on_rate, on_detect = judge(on.out, bursts, agent_minutes)
+        with mock.patch.object(linear_echo, "available", lambda: False):  # AEC3 alone
+            alone = run_room(far, near, **common)  # type: ignore[arg-type]
+        alone_rate, alone_detect = judge(alone.out, bursts, agent_minutes)
         stats = on.processor.snapshot()
         cpu_per_min = stats.cpu_s / (wall / 60)
         rows.append(
-            (room, erle, off_rate, on_rate, on_detect, off_detect, cpu_per_min, stats.erle_db)
+            (
+                room,
+                erle,
+                off_rate,
+                on_rate,
+                on_detect,
+                off_detect,
+                cpu_per_min,
+                stats.erle_db,
+                alone_rate,
+                alone_detect,
+            )  # fmt: skip
         )
         if room.name == "small":
             first = int(np.flatnonzero(np.abs(far[15 * RATE :]) > 0)[0]) / RATE + 15
@@ -908,20 +924,27 @@ def main() -> int:
             (Path(tmp) / run).mkdir()
         live = asyncio.run(live_runs(args.quick, Path(tmp)))
     sdk_by_room = {x.name: x for x in live["sdk"]}
-    print("# Echo cancellation in simulated rooms (WebRTC AEC3 via pywebrtc-audio, 16 kHz)")
+    print(
+        "# Echo cancellation in simulated rooms (speexdsp's MDF, then WebRTC AEC3 via "
+        "pywebrtc-audio, 16 kHz)"
+    )
     print()
     header = [
         "room (delay, tail, echo, direct/tail)",
         "ERLE far end only",
         "self-interruptions / 10 min agent speech: off / on / official SDK (live)",
         "barge-ins detected: on (off)",
+        "AEC3 alone: self-interruptions / barge-ins",
         "processing CPU per minute",
         "share of one core",
         "status ERLE",
     ]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for room, erle, off_rate, on_rate, on_detect, off_detect, cpu, status_erle in rows:
+    for (
+        room, erle, off_rate, on_rate, on_detect, off_detect, cpu, status_erle, alone_rate,
+        alone_detect,
+    ) in rows:  # fmt: skip
         sdk = sdk_by_room.get(room.name)
         sdk_text = "n/a" if sdk is None else f"{sdk.per_10_min(sdk.own_interruptions):.0f}"
         cells = [
@@ -930,6 +953,7 @@ def main() -> int:
             f"{erle:.1f} dB",
             f"{off_rate:.0f} / {on_rate:.0f} / {sdk_text}",
             f"{100 * on_detect:.0f} % ({100 * off_detect:.0f} %)",
+            f"{alone_rate:.0f} / {100 * alone_detect:.0f} %",
             f"{cpu:.2f} s",
             f"{100 * cpu / 60:.2f} %",
             f"{status_erle} dB",
@@ -948,8 +972,10 @@ def main() -> int:
         f"- RSS added by the library and one processor in a fresh process (after a minute): "
         f"{rss_added:.1f} MB"
     )
-    print("- CPU here: thread CPU time of CaptureProcessor.process (alignment, resampling, AEC3,")
-    print("  NS, meters) over audio time; the live daemon's figures are below.")
+    print("- CPU here: thread CPU time of CaptureProcessor.process (alignment, resampling, MDF,")
+    print("  AEC3, NS, meters) over audio time; the live daemon's figures are below.")
+    print("- AEC3 alone: the same processor with libspeexdsp taken away (what voicebox does")
+    print("  where it is not installed).")
     print(f"- Plot of mic, reference and processed levels over one reply: {plotted}")
     print_live(live)
     return 0
