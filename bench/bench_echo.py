@@ -705,6 +705,9 @@ def _ratio(ours: float, sdk: float) -> str:
     return "n/a" if sdk <= 0 else f"{ours / sdk:.2f}"
 
 
+SETTLED_S = 15.0  # barge-ins are also counted from here on (start-up half duplex over)
+
+
 def offline_rooms(minutes: float) -> tuple[list[tuple[Any, ...]], str]:
     """The rooms through CaptureProcessor on the synthetic device timeline (no daemon)."""
     rows = []
@@ -729,6 +732,10 @@ def offline_rooms(minutes: float) -> tuple[list[tuple[Any, ...]], str]:
         with mock.patch.object(linear_echo, "available", lambda: False):  # AEC3 alone
             alone = run_room(far, near, **common)  # type: ignore[arg-type]
         alone_rate, alone_detect = judge(alone.out, bursts, agent_minutes)
+        # the first seconds are half duplex until the canceller is trusted (and again once
+        # speexdsp's filter starts feeding AEC3): bursts after that
+        settled = [(a, b) for a, b in bursts if a >= SETTLED_S * RATE]
+        on_settled = judge(on.out, settled, agent_minutes)[1]
         stats = on.processor.snapshot()
         cpu_per_min = stats.cpu_s / (wall / 60)
         rows.append(
@@ -743,6 +750,7 @@ def offline_rooms(minutes: float) -> tuple[list[tuple[Any, ...]], str]:
                 stats.erle_db,
                 alone_rate,
                 alone_detect,
+                on_settled,
             )  # fmt: skip
         )
         if room.name == "small":
@@ -934,6 +942,7 @@ def main() -> int:
         "ERLE far end only",
         "self-interruptions / 10 min agent speech: off / on / official SDK (live)",
         "barge-ins detected: on (off)",
+        f"barge-ins detected after the first {SETTLED_S:.0f} s",
         "AEC3 alone: self-interruptions / barge-ins",
         "processing CPU per minute",
         "share of one core",
@@ -943,7 +952,7 @@ def main() -> int:
     print("|" + "---|" * len(header))
     for (
         room, erle, off_rate, on_rate, on_detect, off_detect, cpu, status_erle, alone_rate,
-        alone_detect,
+        alone_detect, on_settled,
     ) in rows:  # fmt: skip
         sdk = sdk_by_room.get(room.name)
         sdk_text = "n/a" if sdk is None else f"{sdk.per_10_min(sdk.own_interruptions):.0f}"
@@ -953,6 +962,7 @@ def main() -> int:
             f"{erle:.1f} dB",
             f"{off_rate:.0f} / {on_rate:.0f} / {sdk_text}",
             f"{100 * on_detect:.0f} % ({100 * off_detect:.0f} %)",
+            f"{100 * on_settled:.0f} %",
             f"{alone_rate:.0f} / {100 * alone_detect:.0f} %",
             f"{cpu:.2f} s",
             f"{100 * cpu / 60:.2f} %",
