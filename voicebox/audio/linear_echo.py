@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 
 import numpy as np
 import numpy.typing as npt
@@ -21,29 +22,23 @@ Samples = npt.NDArray[np.int16]
 TAIL_S = 0.25  # longer tails converged slower on the bench and let echo through at times
 PACKAGE = "libspeexdsp1"
 _SET_SAMPLING_RATE = 24  # SPEEX_ECHO_SET_SAMPLING_RATE (speex/speex_echo.h)
-_lib: ctypes.CDLL | None = None
-_tried = False
 
 
+@functools.cache
 def _library() -> ctypes.CDLL | None:
     """libspeexdsp with its prototypes declared, or None when it is not installed."""
-    global _lib, _tried
-    if _tried:
-        return _lib
-    _tried = True
     name = ctypes.util.find_library("speexdsp") or "libspeexdsp.so.1"
     try:
         lib = ctypes.CDLL(name)
     except OSError:
         return None
-    state, i16 = ctypes.c_void_p, ctypes.c_void_p
+    state, i16 = ctypes.c_void_p, ctypes.c_void_p  # pointers: the state, int16 sample arrays
     lib.speex_echo_state_init.restype = state
     lib.speex_echo_state_init.argtypes = [ctypes.c_int, ctypes.c_int]
     lib.speex_echo_state_destroy.argtypes = [state]
     lib.speex_echo_state_reset.argtypes = [state]
     lib.speex_echo_ctl.argtypes = [state, ctypes.c_int, ctypes.c_void_p]
     lib.speex_echo_cancellation.argtypes = [state, i16, i16, i16]
-    _lib = lib
     return lib
 
 

@@ -61,7 +61,6 @@ import numpy as np
 import numpy.typing as npt
 
 from voicebox.audio import linear_echo
-from voicebox.audio.linear_echo import LinearEchoFilter
 from voicebox.audio.resample import StreamResampler
 
 if TYPE_CHECKING:
@@ -172,7 +171,7 @@ class ProcessingStats:
     gated_s: float = 0.0  # mic muted while the agent spoke and the canceller was not yet trusted
     echo_dbfs: float | None = None  # the agent's echo at the mic (frames of echo alone)
     voice_dbfs: float | None = None  # the user's voice at the mic (the agent silent)
-    linear_echo: bool = False  # speexdsp's MDF converged and feeds AEC3 (libspeexdsp installed)
+    linear_echo: bool = False  # speexdsp's MDF has converged and feeds AEC3
 
 
 class StampedHistory:
@@ -419,7 +418,7 @@ class CaptureProcessor:
         self._linear_n = 0
         # speexdsp's MDF ahead of AEC3 (voicebox/audio/linear_echo.py), when installed
         self._linear = (
-            LinearEchoFilter(RATE, FRAME)
+            linear_echo.LinearEchoFilter(RATE, FRAME)
             if self.reference is not None and linear_echo.available()
             else None
         )
