@@ -261,6 +261,19 @@ def test_history_keeps_the_newest_samples_and_their_stamp() -> None:
     assert h.stamp() is None and h.epoch == 1
 
 
+def test_history_block_longer_than_capacity_keeps_each_sample_at_its_index() -> None:
+    """A stall or a large device period hands write() a block of capacity or more: what read()
+    returns for index i is sample i, however the write lands against the ring's wrap."""
+    h = StampedHistory(1000, seconds=0.1)  # 100 samples
+    h.write(np.arange(37, dtype=np.int16), device_time=1.0, now=1.0)  # the ring starts mid-way
+    for n in (100, 250, 173):
+        base = h.total
+        h.write(np.arange(base, base + n, dtype=np.int16), device_time=2.0, now=2.0)
+        out = np.zeros(100, dtype=np.int16)
+        assert h.read(h.total - 100, out) == 100
+        assert (out == np.arange(h.total - 100, h.total)).all(), n
+
+
 def test_impulse_response_level_and_delay() -> None:
     h = impulse_response(RATE, delay_ms=40, tail_ms=100, echo_db=-12)
     assert np.flatnonzero(h)[0] == 40 * RATE // 1000

@@ -202,17 +202,13 @@ class StampedHistory:
         cap = len(self._buf)
         with self._lock:
             index = self.total
-            if cap == 0:
-                pass
-            elif n >= cap:
-                self._buf[:] = block[n - cap :]
-                start = 0
-            else:
-                start = index % cap
-                first = min(n, cap - start)
-                self._buf[start : start + first] = block[:first]
-                if first < n:
-                    self._buf[: n - first] = block[first:]
+            if cap:
+                keep = min(n, cap)  # only the newest `cap` samples of a long block are held
+                start = (index + n - keep) % cap  # sample i lives at i % cap, as read() expects
+                first = min(keep, cap - start)
+                self._buf[start : start + first] = block[n - keep : n - keep + first]
+                if first < keep:
+                    self._buf[: keep - first] = block[n - keep + first :]
             self.total = index + n
             self._stamp[0] = index
             self._stamp[1] = device_time
