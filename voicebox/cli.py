@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from voicebox import __version__
-from voicebox.config import DEFAULT_PATH, EX_CONFIG, Config, Secret
+from voicebox.config import DEFAULT_PATH, EX_CONFIG, Config, ConfigError, Secret
 
 # command -> "module:function"; each function takes the parsed arguments and returns an exit code.
 COMMANDS = {
@@ -185,3 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:  # a key file read after the config (run, phone): one line each
+        for problem in exc.problems:
+            print(f"voicebox {args.command}: {problem}", file=sys.stderr)
+        return EX_CONFIG

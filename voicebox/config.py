@@ -646,14 +646,29 @@ def _processing_checks(cfg: Config, loader: _Loader) -> None:
             )
 
 
+class NotUtf8Error(ConfigError):
+    """A config or secret file that is not UTF-8 text (a key saved as UTF-16 on Windows)."""
+
+
+def read_utf8(path: Path) -> str:
+    """The file's text (a UTF-8 BOM dropped); NotUtf8Error names the file, OSError passes."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
+        what = "UTF-16 text" if utf16 else f"byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        raise NotUtf8Error([f"{path}: not UTF-8 ({what}): save it as UTF-8"]) from None
+
+
 def load(path: str | os.PathLike[str] | None = None) -> Config:
     """Load the config file (default /etc/voicebox/config.yaml)."""
     p = Path(path) if path is not None else DEFAULT_PATH
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_utf8(p)
     except FileNotFoundError:
         raise ConfigError([f"{p}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError([f"{p}: cannot read: {exc}"]) from None
     return parse(text, str(p))
 
@@ -677,7 +692,8 @@ def with_changes(cfg: Any, **changes: Any) -> Any:
 
 
 def load_api_key(cfg: Config, environ: Mapping[str, str] | None = None) -> Secret | None:
-    """The API key: systemd credential, then $ELEVENLABS_API_KEY, then agent.api_key_file."""
+    """The API key: systemd credential, then $ELEVENLABS_API_KEY, then agent.api_key_file.
+    A key file that cannot be decoded raises NotUtf8Error (a ConfigError)."""
     env = os.environ if environ is None else environ
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
     if cred_dir:
@@ -695,7 +711,8 @@ def load_api_key(cfg: Config, environ: Mapping[str, str] | None = None) -> Secre
 
 
 def load_twilio_token(environ: Mapping[str, str] | None = None) -> Secret | None:
-    """The Twilio auth token: systemd credential, then $TWILIO_AUTH_TOKEN (never the YAML)."""
+    """The Twilio auth token: systemd credential, then $TWILIO_AUTH_TOKEN (never the YAML).
+    A credential that cannot be decoded raises NotUtf8Error (a ConfigError)."""
     env = os.environ if environ is None else environ
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
     if cred_dir:
@@ -706,9 +723,23 @@ def load_twilio_token(environ: Mapping[str, str] | None = None) -> Secret | None
     return Secret(value) if value else None
 
 
+def read_secret(path: Path) -> str:
+    """A key file's value, stripped; NotUtf8Error when it is not UTF-8 or holds what no key can
+    (NULs of a UTF-16 file without a BOM, other control or non-ASCII characters)."""
+    value = read_utf8(path).strip()
+    if not (value.isascii() and value.isprintable()):
+        raise NotUtf8Error(
+            [
+                f"{path}: not a key (control or non-ASCII characters, UTF-16?): "
+                "save the key alone as UTF-8"
+            ]
+        )
+    return value
+
+
 def _read_secret(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8").strip()
+        return read_secret(path)
     except OSError:
         return ""
 

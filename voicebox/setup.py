@@ -335,7 +335,7 @@ def source_text(path: Path) -> tuple[str, str]:
     """The text to edit: the existing config, else the sample installed next to it."""
     for candidate in (path, path.with_name("config.yaml.example"), REPO_SAMPLE):
         try:
-            return candidate.read_text(encoding="utf-8"), str(candidate)
+            return config.read_utf8(candidate), str(candidate)
         except FileNotFoundError:
             continue
     raise Abort(f"neither {path} nor a sample config exists: run sudo scripts/install.sh first")
@@ -402,8 +402,9 @@ def _load(path: Path, api_base: str | None) -> Config:
 
 
 def _stored_key(host: h.Host) -> Secret | None:
+    """The key stored now; NotUtf8Error when that file cannot be read as a key."""
     try:
-        value = host.credential.read_text(encoding="utf-8").strip()
+        value = config.read_secret(host.credential)
     except OSError:
         return None
     return Secret(value) if value else None
@@ -419,7 +420,12 @@ def interactive(args: argparse.Namespace, term: Terminal, host: h.Host) -> int:
     term.say()
     pick_input(term, cfg, answers)
     pick_output(term, cfg, answers)
-    ask_agent(term, cfg, answers, _stored_key(host))
+    try:
+        stored = _stored_key(host)
+    except config.NotUtf8Error as exc:
+        term.say(f"{exc}; the key you give replaces it.")
+        stored = None
+    ask_agent(term, cfg, answers, stored)
     ask_gpio(term, cfg, answers)
     ask_mode(term, cfg, answers)
     write(term, path, host, answers)
@@ -459,7 +465,7 @@ def non_interactive(args: argparse.Namespace, term: Terminal, host: h.Host) -> i
             raw = (
                 sys.stdin.read()
                 if args.api_key_file == "-"
-                else Path(args.api_key_file).read_text()
+                else config.read_utf8(Path(args.api_key_file))
             )
         except OSError as exc:
             term.say(f"voicebox setup: cannot read {args.api_key_file}: {exc.strerror or exc}")
@@ -500,6 +506,9 @@ def main_setup(args: argparse.Namespace) -> int:
     except Abort as exc:
         term.say(f"\nvoicebox setup: {exc}; nothing written.")
         return 1
+    except config.NotUtf8Error as exc:
+        term.say(f"\nvoicebox setup: {exc}; nothing written.")
+        return EX_CONFIG
     except ConfigError as exc:
         term.say(f"\nvoicebox setup: the result would not be valid, nothing written:\n{exc}")
         return EX_CONFIG

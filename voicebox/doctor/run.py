@@ -17,11 +17,14 @@ from voicebox.doctor.network import check_network
 from voicebox.doctor.report import Check, as_json, exit_code, fail, ok, summary, warn
 from voicebox.doctor.service import check_service
 
+KEY_FIX = "save the key alone as UTF-8 text, or store it again: sudo voicebox setup"
+
 
 def find_key(
     cfg: Config, host: h.Host, environ: Mapping[str, str] | None = None
 ) -> tuple[Secret | None, str]:
-    """The API key the daemon would use and where it came from; else the installed credential."""
+    """The API key the daemon would use and where it came from; else the installed credential.
+    A key file that is not UTF-8 raises config.NotUtf8Error."""
     env = os.environ if environ is None else environ
     key = config.load_api_key(cfg, env)
     if key:
@@ -32,7 +35,7 @@ def find_key(
             return key, f"${API_KEY_ENV}"
         return key, f"agent.api_key_file {cfg.agent.api_key_file}"
     try:
-        value = host.credential.read_text(encoding="utf-8").strip()
+        value = config.read_secret(host.credential)
     except OSError:
         return None, ""
     return (Secret(value), f"/etc/voicebox/credentials/{CREDENTIAL_NAME}") if value else (None, "")
@@ -76,8 +79,13 @@ def checks(
             "fix the config first",
         )
     else:
-        key, source = find_key(cfg, host, environ)
-        yield from check_service(cfg, key, source)
+        try:
+            key, source = find_key(cfg, host, environ)
+        except config.NotUtf8Error as exc:
+            yield fail("api key", "; ".join(exc.problems), KEY_FIX)
+            yield from (c for c in check_service(cfg, None, "") if c.name != "api key")
+        else:
+            yield from check_service(cfg, key, source)
         yield from check_network(cfg.agent.api_base)
         if host.unit_active():
             yield warn(
