@@ -359,22 +359,46 @@ def _service_group(host: h.Host) -> int | None:
     return None
 
 
-def write(term: Terminal, path: Path, host: h.Host, answers: Answers) -> None:
+def write(term: Terminal, path: Path, host: h.Host, answers: Answers) -> bool:
+    """Store the key and the config; True when the stored key changed."""
     text = render(path, answers)
+    changed = False
     if answers.key is not None:
+        try:
+            old = _stored_key(host)
+        except config.NotUtf8Error:
+            old = None
+        changed = old is None or old.reveal() != answers.key.reveal()
         credentials.store(host.credential, answers.key.reveal())
         term.say(f"Stored the API key in /{host.credential.relative_to(host.root)} (0600, root).")
     config_edit.write_atomic(path, text, 0o640, _service_group(host))
     term.say(f"Wrote {path} (valid; comments kept).")
+    return changed
 
 
-def offer_service(term: Terminal, host: h.Host, ask: bool) -> None:
+def needs_restart(cfg: Config, answers: Answers, key_changed: bool) -> bool:
+    """A reload re-reads the config file only: a new key (under LoadCredential= copied in at
+    start) and new audio devices (opened at start) need a restart."""
+    if key_changed:
+        return True
+    for dotted, value in answers.changes.items():
+        if dotted.startswith(("audio.input.", "audio.output.")):
+            node: Any = cfg
+            for part in dotted.split("."):
+                node = getattr(node, part)
+            if node != value:
+                return True
+    return False
+
+
+def offer_service(term: Terminal, host: h.Host, ask: bool, restart: bool = False) -> None:
+    """Start the service, or (running) restart it when `restart` is true, else reload it."""
     if not host.systemd_running():
         term.say("systemd is not running here: start voicebox after booting with it.")
         return
     state = host.run("systemctl", "is-active", host.unit)
     active = state is not None and state.stdout.strip() == "active"
-    verb = "reload" if active else "start"
+    verb = ("restart" if restart else "reload") if active else "start"
     if ask and not term.yes(
         f"voicebox is {'running' if active else 'not running'}: {verb} it now?"
     ):
@@ -428,8 +452,8 @@ def interactive(args: argparse.Namespace, term: Terminal, host: h.Host) -> int:
     ask_agent(term, cfg, answers, stored)
     ask_gpio(term, cfg, answers)
     ask_mode(term, cfg, answers)
-    write(term, path, host, answers)
-    offer_service(term, host, ask=True)
+    key_changed = write(term, path, host, answers)
+    offer_service(term, host, ask=True, restart=needs_restart(cfg, answers, key_changed))
     return 0
 
 
@@ -484,8 +508,8 @@ def non_interactive(args: argparse.Namespace, term: Terminal, host: h.Host) -> i
         if any(c.status == "fail" for c in results):
             term.say(f"voicebox setup: not written ({path} unchanged); --no-check skips this")
             return 1
-    write(term, path, host, answers)
-    offer_service(term, host, ask=False)
+    key_changed = write(term, path, host, answers)
+    offer_service(term, host, ask=False, restart=needs_restart(cfg, answers, key_changed))
     return 0
 
 
