@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from voicebox import __version__
 from voicebox.config import DEFAULT_PATH, EX_CONFIG, Config, ConfigError, Secret
+
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # 141, as for `yes | head`
 
 # command -> "module:function"; each function takes the parsed arguments and returns an exit code.
 COMMANDS = {
@@ -182,9 +186,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = _resolve(COMMANDS[args.command])
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # inside the try: a reader gone by exit time is a broken pipe too
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (voicebox doctor | head): stop quietly with the status a shell
+        # shows for a tool SIGPIPE ended; stdout to /dev/null so the exit-time flush cannot fail
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
     except ConfigError as exc:  # a key file read after the config (run, phone): one line each
         for problem in exc.problems:
             print(f"voicebox {args.command}: {problem}", file=sys.stderr)
