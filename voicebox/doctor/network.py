@@ -98,9 +98,16 @@ def _clock(
     except Unreachable as exc:
         return warn("clock", f"no answer to read the server's Date from: {exc}", CLOCK_FIX)
     date = answer.headers.get("date")
-    parsed = email.utils.parsedate_to_datetime(date) if date else None
-    if parsed is None:
+    if not date:
         return warn("clock", "the server sent no Date header", "check the clock: timedatectl")
+    try:
+        parsed = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError):  # a captive portal or a broken proxy answering
+        return warn(
+            "clock",
+            f"the server's Date header is not a date: {date[:60]!r}",
+            "check the clock: timedatectl; a captive portal or proxy may be answering",
+        )
     local = now()
     skew = local - parsed.timestamp()
     text = f"local clock {abs(skew):.0f} s {'ahead of' if skew >= 0 else 'behind'} the server"

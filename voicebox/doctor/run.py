@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from voicebox.doctor.network import check_network
 from voicebox.doctor.report import Check, as_json, exit_code, fail, ok, summary, warn
 from voicebox.doctor.service import check_service
 
+DEADLINE_S = 60.0  # per check: two REST requests, a mic and speaker test, a 10 s button wait
 KEY_FIX = "save the key alone as UTF-8 text, or store it again: sudo voicebox setup"
 
 
@@ -68,8 +70,14 @@ def checks(
     pin_factory: Any = None,
     say: Callable[[str], None] = print,
     environ: Mapping[str, str] | None = None,
+    deadline_s: float = DEADLINE_S,
 ) -> Iterator[Check]:
-    """Every check, in the order a person would fix things."""
+    """Every check, in the order a person would fix things; each within `deadline_s`, and one
+    that raises or hangs is reported as failing while the others still run."""
+
+    def run(name: str, fn: Callable[[], Check | Iterable[Check]]) -> list[Check]:
+        return guarded(name, fn, deadline_s)
+
     cfg, verdict = load_config(config_path)
     yield verdict
     if cfg is None:
@@ -79,14 +87,16 @@ def checks(
             "fix the config first",
         )
     else:
+        c = cfg
         try:
-            key, source = find_key(cfg, host, environ)
+            key, source = find_key(c, host, environ)
         except config.NotUtf8Error as exc:
             yield fail("api key", "; ".join(exc.problems), KEY_FIX)
-            yield from (c for c in check_service(cfg, None, "") if c.name != "api key")
+            found = run("service", lambda: check_service(c, None, ""))
+            yield from (check for check in found if check.name != "api key")
         else:
-            yield from check_service(cfg, key, source)
-        yield from check_network(cfg.agent.api_base)
+            yield from run("service", lambda: check_service(c, key, source))
+        yield from run("network", lambda: check_network(c.agent.api_base))
         if host.unit_active():
             yield warn(
                 "audio",
@@ -94,41 +104,69 @@ def checks(
                 "to test the mic and speaker too: sudo systemctl stop voicebox; voicebox doctor",
             )
         else:
-            yield from check_audio(cfg.audio, quiet)
-    yield from h.check_permissions(host)
-    yield h.check_lgpio(host)
+            yield from run("audio", lambda: check_audio(c.audio, quiet))
+    yield from run("permissions", lambda: h.check_permissions(host))
+    yield from run("lgpio", lambda: h.check_lgpio(host))
     if cfg is not None and not (host.unit_active() and cfg.gpio.button.pin is not None):
-        yield h.check_button(cfg, pin_factory, press=button, say=say)
+        c = cfg
+        yield from run("button", lambda: h.check_button(c, pin_factory, press=button, say=say))
     elif cfg is not None:
         yield warn(
             "button",
             "voicebox is running and holds the button pin: not read",
             "to test the button too: sudo systemctl stop voicebox; voicebox doctor --button",
         )
-    yield from h.check_systemd(host)
-    yield h.check_credential(host)
-    yield h.check_journal(host)
+    yield from run("systemd", lambda: h.check_systemd(host))
+    yield from run("credential", lambda: h.check_credential(host))
+    yield from run("journal", lambda: h.check_journal(host))
     if cfg is not None:
-        yield h.check_cache(cfg, host)
-        yield h.check_disk(cfg, host)
-    yield h.check_temperature(host)
-    yield h.check_throttling(host)
+        c = cfg
+        yield from run("announcements", lambda: h.check_cache(c, host))
+        yield from run("free space", lambda: h.check_disk(c, host))
+    yield from run("temperature", lambda: h.check_temperature(host))
+    yield from run("power", lambda: h.check_throttling(host))
 
 
-def _guarded(it: Iterator[Check]) -> Iterator[Check]:
-    """A check that breaks is reported as a failure of doctor itself, never a traceback."""
-    while True:
+class _Late(Exception):
+    """The check outlived its deadline."""
+
+
+def guarded(
+    name: str, fn: Callable[[], Check | Iterable[Check]], deadline_s: float = DEADLINE_S
+) -> list[Check]:
+    """fn's checks, run in a thread: one that raises, or is not done within `deadline_s` (left
+    behind, a daemon thread), is a failed check `name` that says so, never a traceback."""
+    out: list[Check] = []
+    error: list[Exception] = []
+
+    def work() -> None:
         try:
-            yield next(it)
-        except StopIteration:
-            return
+            got = fn()
+            out.extend([got] if isinstance(got, Check) else got)
         except Exception as exc:
-            yield fail(
-                "doctor",
-                f"a check crashed: {type(exc).__name__}: {exc}",
+            error.append(exc)
+
+    thread = threading.Thread(target=work, name=f"doctor {name}", daemon=True)
+    thread.start()
+    thread.join(deadline_s)
+    if thread.is_alive():
+        return [
+            fail(
+                name,
+                f"no result within {deadline_s:g} s: the check hangs",
+                "run voicebox doctor again; if it hangs again, report this with its output",
+            )
+        ]
+    if error:
+        exc = error[0]
+        return [
+            fail(
+                name,
+                f"the check failed: {type(exc).__name__}: {exc}",
                 "report this with the output of voicebox doctor",
             )
-            return
+        ]
+    return out
 
 
 def main_doctor(args: argparse.Namespace) -> int:
@@ -139,7 +177,7 @@ def main_doctor(args: argparse.Namespace) -> int:
     host = h.Host(root=Path(args.root))
     say: Callable[[str], None] = (lambda text: print(text, file=sys.stderr)) if args.json else print
     results: list[Check] = []
-    for check in _guarded(checks(args.config, host, quiet=args.quiet, button=args.button, say=say)):
+    for check in checks(args.config, host, quiet=args.quiet, button=args.button, say=say):
         results.append(check)
         if not args.json:
             print(check.line(), flush=True)

@@ -11,9 +11,12 @@ custom_llm_extra_body` gates the custom LLM body. The simulator serves the same 
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -50,7 +53,8 @@ class Answer:
 
 
 class Unreachable(Exception):
-    """The request never got an HTTP answer; the message says why (dns, refused, tls, timeout)."""
+    """The request got no whole HTTP answer; the message says why (dns, refused, tls, timeout,
+    a body cut short)."""
 
 
 def agent_url(api_base: str, agent_id: str) -> str:
@@ -87,20 +91,46 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
+def _read_body(resp: Any, limit: int, timeout: float, deadline: float) -> tuple[bytes, str]:
+    """Up to `limit` bytes of the body before `deadline` (monotonic), and what went wrong: "" for
+    a whole body, else why it is not (cut short, or still trickling at the deadline)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        if time.monotonic() >= deadline:
+            return b"".join(chunks), f"no complete answer within {timeout:g} s"
+        chunk = resp.read1(min(65536, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    missing = getattr(resp, "length", None)
+    if size < limit and missing:
+        return b"".join(chunks), f"the answer was cut short ({size} of {size + missing} bytes)"
+    return b"".join(chunks), ""
+
+
 def get_json(url: str, key: Secret | None, timeout: float) -> Answer:
-    """GET url with the key in xi-api-key; any HTTP status is an Answer, no answer Unreachable."""
+    """GET url with the key in xi-api-key; any HTTP status is an Answer. No answer, or a success
+    whose body is cut short or still coming `timeout` after the start (the read under way may
+    add one socket timeout), is Unreachable."""
     headers = {"Accept": "application/json"}
     if key:
         headers["xi-api-key"] = key.reveal()
     req = urllib.request.Request(url, headers=headers)
+    deadline = time.monotonic() + timeout
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
-            raw, status, hdrs = resp.read(1 << 20), resp.status, resp.headers
+            raw, problem = _read_body(resp, 1 << 20, timeout, deadline)
+            status, hdrs = resp.status, resp.headers
     except urllib.error.HTTPError as exc:
         with exc:
-            raw, status, hdrs = exc.read(1 << 16), exc.code, exc.headers
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+            raw, problem = _read_body(exc.fp or io.BytesIO(), 1 << 16, timeout, deadline)
+            status, hdrs = exc.code, exc.headers
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         raise Unreachable(why_unreachable(exc)) from None
+    if problem and status < 400:  # an error status says enough without its body
+        raise Unreachable(problem)
     try:
         body = json.loads(raw) if raw else None
     except ValueError:
