@@ -650,15 +650,19 @@ class NotUtf8Error(ConfigError):
     """A config or secret file that is not UTF-8 text (a key saved as UTF-16 on Windows)."""
 
 
-def read_utf8(path: Path) -> str:
-    """The file's text (a UTF-8 BOM dropped); NotUtf8Error names the file, OSError passes."""
-    data = path.read_bytes()
+def decode_utf8(data: bytes, name: str) -> str:
+    """`data` as text (a UTF-8 BOM dropped); NotUtf8Error names `name` when it is not UTF-8."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
         what = "UTF-16 text" if utf16 else f"byte 0x{data[exc.start]:02x} at offset {exc.start}"
-        raise NotUtf8Error([f"{path}: not UTF-8 ({what}): save it as UTF-8"]) from None
+        raise NotUtf8Error([f"{name}: not UTF-8 ({what}): save it as UTF-8"]) from None
+
+
+def read_utf8(path: Path) -> str:
+    """The file's text (a UTF-8 BOM dropped); NotUtf8Error names the file, OSError passes."""
+    return decode_utf8(path.read_bytes(), str(path))
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:
@@ -723,18 +727,23 @@ def load_twilio_token(environ: Mapping[str, str] | None = None) -> Secret | None
     return Secret(value) if value else None
 
 
-def read_secret(path: Path) -> str:
-    """A key file's value, stripped; NotUtf8Error when it is not UTF-8 or holds what no key can
-    (NULs of a UTF-16 file without a BOM, other control or non-ASCII characters)."""
-    value = read_utf8(path).strip()
+def secret_value(text: str, name: str) -> str:
+    """A key or token as read, stripped; NotUtf8Error when it holds what no key can (the NULs of
+    UTF-16 without a BOM, other control or non-ASCII characters)."""
+    value = text.strip()
     if not (value.isascii() and value.isprintable()):
         raise NotUtf8Error(
             [
-                f"{path}: not a key (control or non-ASCII characters, UTF-16?): "
+                f"{name}: not a key (control or non-ASCII characters, UTF-16?): "
                 "save the key alone as UTF-8"
             ]
         )
     return value
+
+
+def read_secret(path: Path) -> str:
+    """A key file's value, stripped; NotUtf8Error when it is not UTF-8 or not a key."""
+    return secret_value(read_utf8(path), str(path))
 
 
 def _read_secret(path: Path) -> str:

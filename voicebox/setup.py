@@ -487,7 +487,7 @@ def non_interactive(args: argparse.Namespace, term: Terminal, host: h.Host) -> i
     if args.api_key_file:
         try:
             raw = (
-                sys.stdin.read()
+                config.decode_utf8(sys.stdin.buffer.read(), "the key on standard input")
                 if args.api_key_file == "-"
                 else config.read_utf8(Path(args.api_key_file))
             )
@@ -497,7 +497,8 @@ def non_interactive(args: argparse.Namespace, term: Terminal, host: h.Host) -> i
         if not credentials.clean(raw):
             term.say(f"voicebox setup: {args.api_key_file}: no API key in it")
             return 1
-        answers.key = Secret(credentials.clean(raw))
+        name = "the key on standard input" if args.api_key_file == "-" else args.api_key_file
+        answers.key = Secret(config.secret_value(credentials.clean(raw), name))
     elif os.environ.get(API_KEY_ENV, "").strip():
         answers.key = Secret(credentials.clean(os.environ[API_KEY_ENV]))
     if not args.no_check:

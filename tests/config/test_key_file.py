@@ -20,14 +20,17 @@ UTF16_KEY = "sk_windows_key\r\n".encode("utf-16")  # with its BOM, as Notepad's 
 
 
 def voicebox(
-    *args: str, env: dict[str, str] | None = None, stdin: str = ""
+    *args: str, env: dict[str, str] | None = None, stdin: str | bytes = ""
 ) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k != "ELEVENLABS_API_KEY"}
-    return subprocess.run(
+    proc = subprocess.run(
         [sys.executable, "-m", "voicebox", *args],
-        env={**base, **(env or {})}, input=stdin, capture_output=True, text=True, timeout=60,
-        cwd=REPO,
+        env={**base, **(env or {})}, capture_output=True, timeout=60, cwd=REPO,
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
     )  # fmt: skip
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+    )
 
 
 def one_line_naming(proc: subprocess.CompletedProcess[str], path: Path) -> None:
@@ -116,14 +119,14 @@ def test_doctor_on_a_utf16_installed_credential(tmp_path: Path) -> None:
     assert "journal" in results
 
 
-def setup(root: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def setup(root: Path, *args: str, stdin: str | bytes = "") -> subprocess.CompletedProcess[str]:
     return voicebox(
         "setup", "--non-interactive", "--config", str(root / "etc/voicebox/config.yaml"),
         "--root", str(root), *args, stdin=stdin,
     )  # fmt: skip
 
 
-def setup_lines(proc: subprocess.CompletedProcess[str], path: Path) -> list[str]:
+def setup_lines(proc: subprocess.CompletedProcess[str], path: Path | str) -> list[str]:
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out, out
     return [line for line in out.splitlines() if str(path) in line and "UTF-8" in line]
@@ -142,6 +145,9 @@ def test_setup_on_a_utf16_config_or_key_file_is_one_line_and_exit_78(
     path.write_text("agent:\n  agent_id: a\n")
     proc = setup(root, "--no-check", "--api-key-file", str(key_file))
     assert proc.returncode == EX_CONFIG and len(setup_lines(proc, key_file)) == 1, proc.stdout
+    proc = setup(root, "--no-check", "--api-key-file", "-", stdin=UTF16_KEY)
+    assert proc.returncode == EX_CONFIG, proc.stdout
+    assert len(setup_lines(proc, "the key on standard input")) == 1, proc.stdout
     assert not (root / "etc/voicebox/credentials").exists()
 
 
