@@ -94,12 +94,12 @@ def endless_headers() -> Iterator[str]:
     yield from serve(answer)
 
 
-def doctor(tmp: Path, url: str, **kwargs: float) -> dict[str, Check]:
+def doctor(tmp: Path, url: str, deadline_s: float = run.DEADLINE_S) -> dict[str, Check]:
     config = tmp / "config.yaml"
     config.write_text(f"agent:\n  agent_id: a1\n  api_base: {url}\n  connect_timeout_s: 1.0\n")
     found = run.checks(
         str(config), Host(root=tmp / "root"), quiet=True,
-        environ={"ELEVENLABS_API_KEY": "sk-test"}, **kwargs,
+        environ={"ELEVENLABS_API_KEY": "sk-test"}, deadline_s=deadline_s,
     )  # fmt: skip
     results = {c.name: c for c in found}
     assert "doctor" not in results, results["doctor"]
