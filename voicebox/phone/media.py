@@ -85,6 +85,8 @@ def parse(frame: str | bytes) -> StreamEvent:
         msg = json.loads(frame)
     except ValueError as exc:
         return Malformed("json", str(exc)[:120])
+    except RecursionError:
+        return Malformed("json", "nested too deeply")
     if not isinstance(msg, dict):
         return Malformed("not_object", type(msg).__name__)
     kind = msg.get("event")
@@ -119,7 +121,7 @@ def parse(frame: str | bytes) -> StreamEvent:
             return Stop(str(stop.get("callSid", "")) if isinstance(stop, dict) else "")
         if kind == "connected":
             return Connected(str(msg.get("protocol", "")), str(msg.get("version", "")))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
         if isinstance(exc, binascii.Error):
             return Malformed("base64", f"{kind}: bad base64 payload")
         return Malformed("fields", f"{kind}: missing or bad {exc}")

@@ -81,6 +81,7 @@ class PhoneServer:
         self.client = client if client is not None else rest.make_client(cfg.phone, token)
         self._pending: dict[str, _Pending] = {}
         self.calls: dict[str, PhoneCall] = {}
+        self._live_tokens: dict[str, str] = {}  # call sid -> the (spent) token of its stream
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self._runner: web.AppRunner | None = None
@@ -193,6 +194,10 @@ class PhoneServer:
                 log, "webhook.rejected", logging.WARNING, path=request.path, reason="no CallSid"
             )
             return web.Response(status=400, text="no CallSid\n")
+        live = self.calls.get(call_sid)
+        if live is not None:  # a retry or a replay for a live call: the same TwiML, no new slot
+            logs.event(log, "call.webhook_repeated", call_sid=call_sid, stream_sid=live.stream_sid)
+            return self._connect(self._live_tokens.get(call_sid, ""))
         retried = next((t for t, p in self._pending.items() if p.call_sid == call_sid), None)
         if retried is not None:  # Twilio retried the webhook: same call, same token, no new slot
             del self._pending[retried]
@@ -209,10 +214,6 @@ class PhoneServer:
         else:
             token = retried or secrets.token_urlsafe(24)
             self._pending[token] = _Pending(call_sid, time.monotonic() + TOKEN_TTL_S)
-            connect = Connect()
-            stream = connect.stream(url=self.stream_url())
-            stream.parameter(name="token", value=token)
-            response.append(connect)
             logs.event(
                 log,
                 "call.incoming",
@@ -220,6 +221,16 @@ class PhoneServer:
                 direction=form.get("Direction") or None,
                 active_calls=self.active_calls,
             )
+            return self._connect(token)
+        return web.Response(text=str(response), content_type="application/xml")
+
+    def _connect(self, token: str) -> web.Response:
+        """TwiML: <Connect><Stream> to our Media Stream URL with the call's token."""
+        response = VoiceResponse()
+        connect = Connect()
+        stream = connect.stream(url=self.stream_url())
+        stream.parameter(name="token", value=token)
+        response.append(connect)
         return web.Response(text=str(response), content_type="application/xml")
 
     async def _status(self, request: web.Request) -> web.Response:
@@ -254,7 +265,14 @@ class PhoneServer:
             return ws
         token = start.custom.get("token", "")
         pending = self._pending.pop(token, None)
+        reason = ""
         if pending is None or pending.call_sid != start.call_sid:
+            reason = "unknown token"
+        elif pending.expires < time.monotonic():
+            reason = "expired token"
+        elif start.call_sid in self.calls:
+            reason = "call already streaming"
+        if reason:
             self.counters["unknown_tokens"] += 1
             logs.event(
                 log,
@@ -262,9 +280,9 @@ class PhoneServer:
                 logging.WARNING,
                 call_sid=start.call_sid,
                 stream_sid=start.stream_sid,
-                reason="unknown token",
+                reason=reason,
             )
-            await ws.close(code=1008, message=b"unknown token")
+            await ws.close(code=1008, message=reason.encode())
             return ws
         if start.encoding != "audio/x-mulaw" or start.rate != 8000:
             logs.event(
@@ -278,14 +296,17 @@ class PhoneServer:
         call = PhoneCall(self.cfg, self._api_key, start, ws, self._complete, self.counters)
         self.counters["calls"] += 1
         self.calls[start.call_sid] = call
+        self._live_tokens[start.call_sid] = token
         try:
             await call.run()
         finally:
             self.calls.pop(start.call_sid, None)
+            self._live_tokens.pop(start.call_sid, None)
         return ws
 
     async def _await_start(self, ws: web.WebSocketResponse) -> media.Start | None:
         """Read `connected` and `start`; None (socket closed with 1008) if they do not come."""
+        bad = 0
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
                 async for msg in ws:
@@ -296,6 +317,18 @@ class PhoneServer:
                         return ev
                     if isinstance(ev, media.Malformed | media.Unknown):
                         self.counters["malformed"] += 1
+                        bad += 1
+                        if bad == 1:  # one line per socket: before `start` anyone can send
+                            logs.event(
+                                log,
+                                "stream.malformed",
+                                logging.WARNING,
+                                before_start=True,
+                                kind=ev.kind
+                                if isinstance(ev, media.Malformed)
+                                else f"unknown:{ev.event}",
+                                detail=ev.detail if isinstance(ev, media.Malformed) else None,
+                            )
         except TimeoutError:
             pass
         self.counters["unknown_tokens"] += 1
