@@ -1,18 +1,22 @@
 """Twilio's REST API through the `twilio` package: complete a call, place an outbound call.
 
 The client is built from the `phone:` config (account, region, edge, api_base) and the auth
-token; its calls are blocking (requests), so they run in a worker thread. Failures are retried a
-few times and then reported as `RestError`, never raised as library exceptions.
+token over twilio's aiohttp client, so a request can be cancelled: every attempt has a total
+bound (connect, send and the whole answer), and retries on network errors, timeouts, 429 and 5xx
+back off inside one deadline per request. What still fails is reported as `RestError`, never
+raised as a library exception. Close the client with `close_client` when done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from voicebox.config import PhoneConfig, Secret
@@ -20,8 +24,11 @@ from voicebox.logs import event
 
 log = logging.getLogger("voicebox.phone")
 
-ATTEMPTS = 3
-RETRY_S = 0.5
+ATTEMPT_S = 5.0  # one attempt: connect, request and the whole answer
+DEADLINE_S = 12.0  # one request with its retries; a stop (TimeoutStopSec=30s) fits it
+RETRY_S = 0.5  # the first backoff, doubled after each attempt
+RETRY_MAX_S = 4.0
+MIN_ATTEMPT_S = 1.0  # an attempt with less time left than this is not started
 
 
 class RestError(Exception):
@@ -29,37 +36,69 @@ class RestError(Exception):
 
 
 def make_client(phone: PhoneConfig, token: Secret) -> Client:
-    client = Client(phone.account_sid, token.reveal(), region=phone.region, edge=phone.edge)
+    """A client over aiohttp (call it inside the event loop; close it with close_client)."""
+    client = Client(
+        phone.account_sid,
+        token.reveal(),
+        region=phone.region,
+        edge=phone.edge,
+        http_client=AsyncTwilioHttpClient(),
+    )
     client.api.base_url = phone.api_base.rstrip("/")
     return client
 
 
-def _why(exc: Exception) -> str:
+async def close_client(client: Client) -> None:
+    http = client.http_client
+    if isinstance(http, AsyncTwilioHttpClient):
+        await http.close()
+
+
+def retry_delay(attempt: int, status: int, remaining_s: float) -> float | None:
+    """The wait before attempt `attempt + 1`, or None to give up.
+
+    `status` is the failed attempt's HTTP status (0: no answer or a network error) and
+    `remaining_s` what is left of the request's deadline.
+    """
+    if 400 <= status < 500 and status != 429:  # the request itself is wrong
+        return None
+    delay = min(RETRY_MAX_S, RETRY_S * 2.0 ** (attempt - 1))
+    if remaining_s - delay < MIN_ATTEMPT_S:
+        return None
+    return delay
+
+
+def _why(exc: BaseException, bound_s: float) -> str:
     if isinstance(exc, TwilioRestException):
         return f"HTTP {exc.status} code {exc.code}: {exc.msg}"[:300]
+    if isinstance(exc, TimeoutError):
+        return f"no answer in {bound_s:.1f} s"
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
-async def _retrying(what: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
-    """fn(**kwargs) in a thread, retried on network errors, 429 and 5xx; RestError at the end."""
-    last = ""
-    for attempt in range(1, ATTEMPTS + 1):
+async def _retrying(what: str, fn: Callable[..., Awaitable[Any]], /, **kwargs: Any) -> Any:
+    """await fn(**kwargs), each attempt bounded, retried inside DEADLINE_S; RestError at the end."""
+    deadline = time.monotonic() + DEADLINE_S
+    attempt = 0
+    while True:
+        attempt += 1
+        bound = min(ATTEMPT_S, deadline - time.monotonic())
         try:
-            return await asyncio.to_thread(fn, **kwargs)
-        except Exception as exc:  # TwilioRestException, requests' connection errors, timeouts
-            last = _why(exc)
+            async with asyncio.timeout(bound):
+                return await fn(**kwargs)
+        except Exception as exc:  # TwilioRestException, aiohttp's errors, the attempt's bound
+            last = _why(exc, bound)
             event(log, "rest.failed", logging.WARNING, request=what, attempt=attempt, error=last)
             status = exc.status if isinstance(exc, TwilioRestException) else 0
-            if 400 <= status < 500 and status != 429:  # the request itself is wrong
-                break
-        if attempt < ATTEMPTS:
-            await asyncio.sleep(RETRY_S * attempt)
-    raise RestError(f"{what}: {last}")
+        delay = retry_delay(attempt, status, deadline - time.monotonic())
+        if delay is None:
+            raise RestError(f"{what}: {last}")
+        await asyncio.sleep(delay)
 
 
 async def complete_call(client: Client, call_sid: str) -> str:
     """`calls(sid).update(status="completed")`; returns the call's status as Twilio reports it."""
-    call = await _retrying("complete_call", client.calls(call_sid).update, status="completed")
+    call = await _retrying("complete_call", client.calls(call_sid).update_async, status="completed")
     return str(getattr(call, "status", "") or "")
 
 
@@ -69,7 +108,7 @@ async def create_call(
     """An outbound call whose TwiML comes from our own webhook; returns (call sid, status)."""
     call = await _retrying(
         "create_call",
-        client.calls.create,
+        client.calls.create_async,
         to=to,
         from_=from_,
         url=url,

@@ -51,6 +51,9 @@ TOKEN_TTL_S = 30.0  # a token not used by a stream this soon is forgotten
 START_TIMEOUT_S = 10.0  # connected + start must come this soon after the WebSocket opens
 ENDED_STATUSES = {"completed", "busy", "failed", "no-answer", "canceled"}
 STATUS_SOCKET = "phone.sock"
+# A stop (TimeoutStopSec=30s): calls get STOP_CALLS_S to complete, then handlers SHUTDOWN_S.
+STOP_CALLS_S = 20.0
+SHUTDOWN_S = 3.0
 COUNTERS = (
     "calls",
     "busy",
@@ -95,7 +98,9 @@ class PhoneServer:
         app.router.add_post(VOICE_PATH, self._voice)
         app.router.add_post(STATUS_PATH, self._status)
         app.router.add_get(MEDIA_PATH, self._media)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S
+        )
         await self._runner.setup()
         phone = self.cfg.phone
         site = web.TCPSite(self._runner, phone.listen_host, phone.listen_port)
@@ -114,17 +119,26 @@ class PhoneServer:
         return self.port
 
     async def stop(self) -> None:
-        """Close every call's session and complete the call (REST), then stop listening."""
+        """Close every call's session and complete the call (REST), then stop listening.
+
+        Calls not over within STOP_CALLS_S (the REST deadline and Twilio's `stop` fit in it)
+        are abandoned: logged, their handlers cancelled by the runner's cleanup.
+        """
         calls = list(self.calls.values())
         for call in calls:
             call.shut_down()
+        if calls:
+            waits = [asyncio.ensure_future(call.closed.wait()) for call in calls]
+            await asyncio.wait(waits, timeout=STOP_CALLS_S)
+            for wait in waits:
+                wait.cancel()
         for call in calls:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(10.0):
-                    await call.closed.wait()
+            if not call.closed.is_set():
+                logs.event(log, "call.abandoned", logging.WARNING, call_sid=call.call_sid)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await rest.close_client(self.client)
         logs.event(log, "phone.stopped", calls=self.counters["calls"])
 
     @property
@@ -449,9 +463,12 @@ async def place_call(cfg: Config, token: Secret, to: str) -> tuple[str, str]:
     """An outbound call whose answer fetches our own webhook (so it opens the same stream)."""
     client = rest.make_client(cfg.phone, token)
     base = cfg.phone.public_url.rstrip("/")
-    return await rest.create_call(
-        client, to, cfg.phone.from_number, base + VOICE_PATH, base + STATUS_PATH
-    )
+    try:
+        return await rest.create_call(
+            client, to, cfg.phone.from_number, base + VOICE_PATH, base + STATUS_PATH
+        )
+    finally:
+        await rest.close_client(client)
 
 
 def main_call(args: argparse.Namespace) -> int:
