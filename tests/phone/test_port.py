@@ -76,6 +76,27 @@ def test_pcm_16000_agent_audio_is_resampled_and_encoded() -> None:
     assert all(len(p) == media.FRAME_BYTES for p in wire.payloads())
 
 
+@pytest.mark.parametrize("rate", [16000, 22050, 24000, 44100])
+def test_each_reply_chunk_goes_out_at_once_and_end_reply_loses_nothing(rate: int) -> None:
+    # Issue 20, defect 5: soxr HQ held ~100 ms blocks, so a reply's first audio waited for the
+    # next chunk and its last ~40 ms for end_reply (a silence before the last word).
+    wire = Wire()
+    port = MediaStreamPort("MZ1", wire)
+    port.set_output_format(AudioFormat("pcm", rate))
+    n = rate // 10  # 100 ms
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(3 * n) / rate)).astype("<i2")
+    for i in range(3):
+        port.play(tone[i * n : (i + 1) * n].tobytes())
+        sent = len(b"".join(wire.payloads()))
+        # All but the partial frame (the filter holds ~2.3 ms): 80 ms of the first 100 ms.
+        assert sent >= (i + 1) * 800 - media.FRAME_BYTES, f"after chunk {i + 1}: {sent} bytes"
+        assert port.sent_s == pytest.approx(sent / 8000) and wire.kinds()[-1] == "mark"
+    port.play(tone[: 3 * n // 10].tobytes())  # and 30 ms more
+    port.end_reply()
+    assert len(b"".join(wire.payloads())) == 17 * media.FRAME_BYTES  # 330 ms up to 340 ms
+    assert all(len(p) == media.FRAME_BYTES for p in wire.payloads())
+
+
 def test_interrupt_sends_clear_and_later_marks_of_cleared_audio_are_ignored() -> None:
     wire = Wire()
     port = MediaStreamPort("MZ1", wire)
@@ -118,8 +139,9 @@ async def test_caller_audio_follows_the_session_input_rate() -> None:
     for _ in range(25):
         port.feed(frame, 0.0)
     assert port.input_format == AudioFormat("pcm", 16000)
-    # Twice the samples (soxr hands them over in blocks of about 100 ms).
-    assert 20 * 320 <= sum(len(c) for c in chunks[1:]) <= 25 * 320
+    # Twice the samples, every frame's at once (less the ~2.3 ms filter delay on the first).
+    assert 280 <= len(chunks[1]) < 320
+    assert [len(c) for c in chunks[2:]] == [320] * 24
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ agent audio goes back as 20 ms mu-law frames, each `play()` followed by a mark, 
 caller has actually heard is known from the marks Twilio echoes. `playing` is true while marks are
 outstanding; `interrupt()` sends `clear`; `drain()` flushes the last partial frame, marks it and
 waits for that mark. With an agent at ulaw_8000 the bytes pass through untouched; other formats
-are converted with the audio package's codec and resampler, as the audio engine does.
+are converted with the audio package's codec and `FrameResampler` (both directions), which holds
+back only its ~2.3 ms filter delay, so each chunk's audio goes out with that chunk.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from voicebox.audio import formats
 from voicebox.audio.formats import PCM_16000, AudioFormat
 from voicebox.audio.port import AudioStats, Chunk, OnChunk
-from voicebox.audio.resample import StreamResampler
+from voicebox.audio.resample import FrameResampler
 from voicebox.convai.connection import LatencyStats
 from voicebox.phone import media
 
@@ -39,8 +40,8 @@ class MediaStreamPort:
         self._send = send
         self._input_format = AudioFormat("pcm", PHONE_RATE)
         self._output_format = PCM_16000
-        self._in_rs: StreamResampler | None = None
-        self._out_rs: StreamResampler | None = StreamResampler(16000, PHONE_RATE)
+        self._in_rs: FrameResampler | None = None
+        self._out_rs: FrameResampler | None = FrameResampler(16000, PHONE_RATE)
         self._on_chunk: OnChunk | None = None
         self._pending = b""  # mu-law short of a whole frame
         self._marks: dict[str, float] = {}  # outstanding mark -> agent audio seconds up to it
@@ -75,11 +76,11 @@ class MediaStreamPort:
 
     def set_input_format(self, fmt: AudioFormat) -> None:
         self._input_format = AudioFormat("pcm", fmt.rate)
-        self._in_rs = StreamResampler(PHONE_RATE, fmt.rate) if fmt.rate != PHONE_RATE else None
+        self._in_rs = FrameResampler(PHONE_RATE, fmt.rate) if fmt.rate != PHONE_RATE else None
 
     def set_output_format(self, fmt: AudioFormat) -> None:
         self._output_format = fmt
-        self._out_rs = StreamResampler(fmt.rate, PHONE_RATE) if fmt.rate != PHONE_RATE else None
+        self._out_rs = FrameResampler(fmt.rate, PHONE_RATE) if fmt.rate != PHONE_RATE else None
 
     def play(self, data: bytes) -> None:
         if self._stopped or not data:
