@@ -16,6 +16,7 @@ from voicebox.convai.supervisor import Supervisor
 from voicebox.convai.tools import ToolRegistry, builtin_tools
 from voicebox.logs import fields_of
 from voicebox.simulator.server import SimConfig, Simulator
+from voicebox.simulator.uplink import SlowUplink
 from voicebox.simulator.voice import speech_like
 from voicebox.state import State
 
@@ -111,12 +112,19 @@ async def rig(
     tools: ToolRegistry | None = None,
     audio_speed: float = 1.0,
     start: bool = True,
+    uplink: SlowUplink | None = None,
     **changes: Any,
 ) -> AsyncIterator[Rig]:
-    """Start the simulator, a Supervisor against it, the fake audio port and the mic feed."""
+    """Start the simulator, a Supervisor against it, the fake audio port and the mic feed.
+
+    `uplink`: a SlowUplink (not started) the supervisor connects through; its target is set here.
+    """
     sim = Simulator(sim_config or SimConfig(ping_interval_s=0.3))
     await sim.start()
-    keys = {**FAST, "agent.api_base": sim.url}
+    if uplink is not None:
+        uplink.target = ("127.0.0.1", sim.port)
+        await uplink.start()
+    keys = {**FAST, "agent.api_base": uplink.url if uplink is not None else sim.url}
     keys.update({k.replace("__", "."): v for k, v in changes.items()})
     cfg: Config = with_changes(Config(), **keys)
     audio = RecordingAudio(speed=audio_speed)
@@ -148,6 +156,8 @@ async def rig(
             async with asyncio.timeout(10):
                 await runner
         await audio.stop()
+        if uplink is not None:
+            await uplink.stop()
         await sim.stop()
         logger.removeHandler(logs)
         logger.setLevel(old_level)

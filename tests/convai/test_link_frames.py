@@ -36,6 +36,8 @@ async def test_frames_of_every_length_class_arrive_intact_and_in_order() -> None
             link = SessionLink(
                 ws, session, RecordingAudio(), ToolRegistry(), receive_timeout_s=lambda: 10.0
             )
+            # Beyond the window (WINDOW_BYTES unconfirmed) frames wait for the sender and its pongs.
+            sender = asyncio.create_task(link._sender())
             chunk = (np.arange(320) * 97).astype(np.int16)
             texts = ["x", "é" * 40, "a" * 125, "b" * 126, "c" * 65535, "d" * 65536, "e" * 200_000]
             link.send_mic(chunk, 16000, True)
@@ -44,6 +46,7 @@ async def test_frames_of_every_length_class_arrive_intact_and_in_order() -> None
                 link.send_mic(chunk, 16000, False)
             link.act([Send("end")])
             await asyncio.wait_for(done.wait(), 10)
+            sender.cancel()
     audio = m.user_audio_chunk(chunk.tobytes())
     silence = m.user_audio_chunk(bytes(3200))
     assert got == [audio, *texts, silence, "end"]

@@ -5,8 +5,15 @@ only in the `xi-api-key` header of that HTTPS request) and raises `ConnectFailur
 classified end on any failure. `SessionLink` runs one `Session` over one socket: the receive loop
 (decode, pong first, then the session's actions), a sender for mic frames, the session's timers,
 client tools as tasks, and a prober: a WebSocket ping every probe interval while the session
-lives, each pong confirming the mic audio sent before its ping (voicebox.convai.replay), and no
-pong within the probe timeout declaring the link half-open.
+lives, each pong confirming the mic audio written before its ping (voicebox.convai.replay), and
+no pong within the probe timeout of the ping's write declaring the link half-open.
+
+The sender keeps at most WINDOW_BYTES written and not yet confirmed by a pong (a ping goes out
+when half of it is used): what waits ahead of a ping in the socket's buffers is bounded, so a
+slow but working uplink answers probes in time, and a burst (the replay after an outage) is
+paced by the link's own pongs instead of being handed to the kernel at once. Frames that do not
+fit wait in the link's queue; the oldest are dropped only when the queue is full, which is
+logged (`mic.dropped`, once per episode) and counted (`out_dropped`).
 
 Memory is bounded whatever the service sends. The largest legitimate event is an `audio` event
 holding one utterance: pcm_48000 is 96,000 B/s, 128,000 B/s in base64, and the alignment adds
@@ -22,6 +29,7 @@ larger frame fails the connection with 1009 before its payload is read; it is co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import logging
@@ -34,6 +42,7 @@ import urllib.parse
 import urllib.request
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -81,9 +90,20 @@ PROBE_INTERVAL_S = 1.0  # defaults until the tuner says otherwise (tuning.probe_
 PROBE_TIMEOUT_S = 1.5
 TICK_S = 0.1
 TICK_CHECK_S = 0.5  # while mic chunks run the ticks, the ticker task only checks they still do
-OUT_QUEUE = 256  # mic frames waiting for the socket (~5 s of 20 ms chunks), oldest dropped
+OUT_QUEUE = 256  # mic frames waiting for the socket (~5 s of 20 ms chunks) beyond a replay
+WINDOW_BYTES = 32 * 1024  # written, no pong yet: ~0.5 s ahead of a ping on a 60 kB/s uplink
+PING_AT_BYTES = WINDOW_BYTES // 2  # unconfirmed bytes that call for a ping before the interval
 WRITE_BUFFER_MAX = 64 * 1024  # above this the socket is slow: frames wait in the queue
 MASK_POOL = 4096  # bytes of os.urandom fetched at once for client frame masks (1024 frames)
+
+
+@dataclass(slots=True)
+class _Ping:
+    """One link probe in flight: when it was written and what was written before it."""
+
+    sent_at: float  # loop time the ping was written
+    seq: int  # the newest mic frame written before it
+    written: int  # bytes written before it
 
 
 class ConnectFailure(Exception):
@@ -313,7 +333,8 @@ class SessionLink:
         self._on_tick = on_tick
         self._tool_timeout = tool_timeout_s
         self._loop = asyncio.get_running_loop()
-        self._out: deque[tuple[str | bytes, float | None]] = deque()
+        self._out: deque[tuple[str | bytes, float | None, int]] = deque()  # frame, t0, seq
+        self._out_max = OUT_QUEUE
         self._out_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._probe_timing = probe_timing or (lambda: (PROBE_INTERVAL_S, PROBE_TIMEOUT_S))
@@ -324,6 +345,13 @@ class SessionLink:
         self.ready = asyncio.Event()
         self.done = asyncio.Event()
         self.out_dropped = 0
+        self._dropping = 0  # frames dropped since the queue last ran empty
+        self.written_seq = -1  # the newest mic frame handed to the socket
+        self.written_bytes = 0  # bytes handed to the socket
+        self._acked_bytes = 0  # of them, written before a ping whose pong came back
+        self._inflight: _Ping | None = None
+        self._ping_wanted = False
+        self._acked = asyncio.Event()
         self.mic_to_wire = mic_to_wire if mic_to_wire is not None else LatencyStats()
         self.pong_latency = pong_latency if pong_latency is not None else LatencyStats()
         self.round_trip = round_trip if round_trip is not None else LatencyStats(64)
@@ -347,23 +375,39 @@ class SessionLink:
         return self._loop.time()
 
     def send_mic(
-        self, chunk: Chunk, rate: int, live: bool, t0: float | None = None, seq: int | None = None
+        self,
+        chunk: Chunk,
+        rate: int,
+        live: bool,
+        t0: float | None = None,
+        seq: int | None = None,
+        replayed: bool = False,
     ) -> None:
         """Encode and queue one mic chunk (non-blocking; called on the loop).
 
-        A live chunk numbered `seq` is kept (a copy) until a pong confirms it. Mic chunks also
-        run the session's tick when it is due, so a live conversation needs no wakeup of its
-        own for the timers (see _ticker).
+        A live chunk numbered `seq` is kept (a copy) until a pong confirms it; `replayed`: it is
+        a replay of a frame an ended link sent (never replayed again). Mic chunks also run the
+        session's tick when it is due, so a live conversation needs no wakeup of its own for the
+        timers (see _ticker).
         """
         now = self._loop.time()
         frame = self.session.mic_frame(chunk, rate, live, now)
         if frame is not None:
-            self._queue(frame, t0)
             if live and seq is not None and not self.done.is_set():
-                self.unconfirmed.push(MicFrame(seq, chunk.copy(), rate))
+                self.unconfirmed.push(MicFrame(seq, chunk.copy(), rate, replayed))
+            self._queue(frame, t0, seq if seq is not None else -1)
         if now - self._ticked_at >= TICK_S:
             self._mic_ticked = True
             self._tick(now)
+
+    def reserve(self, frames: int) -> None:
+        """Room in the send queue for `frames` more (a replay) on top of OUT_QUEUE."""
+        self._out_max = OUT_QUEUE + max(0, frames)
+
+    @property
+    def unacked_bytes(self) -> int:
+        """Bytes written that no pong has confirmed yet."""
+        return self.written_bytes - self._acked_bytes
 
     def act(self, actions: list[Action]) -> None:
         """Carry out actions from outside the receive loop (sends are queued)."""
@@ -395,6 +439,8 @@ class SessionLink:
         finally:
             for task in list(self._tasks):
                 task.cancel()
+            if self._dropping:
+                self._log_dropped()
             if session.closed_at is None:
                 code = self.ws.close_code
                 session.closed(
@@ -415,8 +461,9 @@ class SessionLink:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _queue(self, frame: str | bytes, t0: float | None) -> None:
-        """Send a text frame (str, or its UTF-8 bytes) now if the socket keeps up, else queue it."""
+    def _queue(self, frame: str | bytes, t0: float | None, seq: int = -1) -> None:
+        """Send a text frame (str, or its UTF-8 bytes) now if the socket keeps up and the window
+        has room, else queue it; `seq` numbers a mic frame (-1: not one)."""
         if self.done.is_set():
             return
         ws = self.ws
@@ -424,6 +471,7 @@ class SessionLink:
         if (
             not self._out
             and protocol.state is WsState.OPEN
+            and self.written_bytes - self._acked_bytes < WINDOW_BYTES
             and ws.transport.get_write_buffer_size() < WRITE_BUFFER_MAX
         ):
             # Fast path: nothing queued and the socket keeps up, so write the frame now (no task
@@ -437,14 +485,46 @@ class SessionLink:
             else:
                 protocol.send_text(data)
                 ws.send_data()
+            self._wrote(len(data), seq)
             if t0 is not None:
                 self.mic_to_wire.add(time.perf_counter() - t0)
             return
-        if len(self._out) >= OUT_QUEUE:
+        if len(self._out) >= self._out_max:
             self._out.popleft()
             self.out_dropped += 1
-        self._out.append((frame, t0))
+            self._dropping += 1
+            if self._dropping == 1:
+                event(
+                    log,
+                    "mic.dropped",
+                    logging.WARNING,
+                    conversation_id=self.session.conversation_id,
+                    queued=len(self._out),
+                    unacked_bytes=self.unacked_bytes,
+                    reason="send queue full: the uplink is slower than the mic",
+                )
+        self._out.append((frame, t0, seq))
         self._out_ready.set()
+
+    def _log_dropped(self) -> None:
+        event(
+            log,
+            "mic.dropped_end",
+            logging.WARNING,
+            conversation_id=self.session.conversation_id,
+            dropped=self._dropping,
+            out_dropped=self.out_dropped,
+        )
+        self._dropping = 0
+
+    def _wrote(self, nbytes: int, seq: int) -> None:
+        """A frame went to the socket: account for it, and ask for a ping at half the window."""
+        self.written_bytes += nbytes + 8  # and its header and mask, near enough
+        if seq > self.written_seq:
+            self.written_seq = seq
+        if self._inflight is None and self.unacked_bytes >= PING_AT_BYTES:
+            self._ping_wanted = True
+            self._out_ready.set()
 
     def _write_text(self, data: bytes) -> None:
         """One masked, unfragmented text frame straight to the transport (RFC 6455 5.2)."""
@@ -465,20 +545,64 @@ class SessionLink:
         self.ws.transport.write(self._head + mask + apply_mask(data, mask))
 
     async def _sender(self) -> None:
+        """Writes queued frames while the window has room; pings when half of it is used."""
         out = self._out
         ws = self.ws
-        while True:
-            if not out:
-                self._out_ready.clear()
-                await self._out_ready.wait()
-                continue
-            frame, t0 = out.popleft()
-            try:
+        try:
+            while True:
+                if self._ping_wanted and self._inflight is None:
+                    await self._send_ping()
+                if not out:
+                    if self._dropping:
+                        self._log_dropped()
+                    self._out_ready.clear()
+                    await self._out_ready.wait()
+                    continue
+                if self.unacked_bytes >= WINDOW_BYTES:
+                    if self._inflight is None:
+                        await self._send_ping()
+                    self._acked.clear()
+                    await self._acked.wait()  # a pong, or the prober ends the link
+                    continue
+                frame, t0, seq = out.popleft()
                 await ws.send(frame, text=True)
-            except ConnectionClosed:
-                return
-            if t0 is not None:
-                self.mic_to_wire.add(time.perf_counter() - t0)
+                self._wrote(len(frame), seq)  # str length: near enough for the window
+                if t0 is not None:
+                    self.mic_to_wire.add(time.perf_counter() - t0)
+        except ConnectionClosed:
+            return
+
+    async def _send_ping(self) -> _Ping:
+        """Write a ping now; its pong confirms the mic frames written before it."""
+        self._ping_wanted = False
+        ping = _Ping(self.now(), self.written_seq, self.written_bytes)
+        self._inflight = ping
+        self.probes += 1
+        try:
+            waiter = await self.ws.ping()
+            assert isinstance(waiter, asyncio.Future)
+        except ConnectionClosed:
+            self._inflight = None
+            raise
+        ping.sent_at = self.now()
+        waiter.add_done_callback(lambda fut: self._on_pong(ping, fut))
+        return ping
+
+    def _on_pong(self, ping: _Ping, fut: asyncio.Future[float]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return  # the connection closed: run() records how
+        now = self.now()
+        latency = fut.result()
+        self.alive_at = now
+        self.unconfirmed.confirm(ping.seq)
+        self._acked_bytes = max(self._acked_bytes, ping.written)
+        self.probe_rtt.add(latency if latency > 0 else now - ping.sent_at)
+        if self._inflight is ping:
+            self._inflight = None
+        self._acked.set()
+        if self.unacked_bytes >= PING_AT_BYTES:  # more went out meanwhile: confirm it too
+            self._ping_wanted = True
+            self._out_ready.set()
 
     async def _ticker(self) -> None:
         """Runs the tick every TICK_S unless mic chunks do (send_mic); then it only checks every
@@ -524,7 +648,7 @@ class SessionLink:
             self.last_frame_at = now = loop.time()
             ev = decode(frame)
             if type(ev) is messages.UserTranscript:  # the turn was heard (voicebox.convai.replay)
-                self.unconfirmed.confirm(self.unconfirmed.last_seq)
+                self.unconfirmed.confirm(self.written_seq)
             for a in session.receive(ev, now):
                 if type(a) is Play:  # most frames are agent audio
                     play(a.data)
@@ -596,26 +720,24 @@ class SessionLink:
         """A ping every probe interval; its pong confirms the mic audio sent before it. No pong
         within the probe timeout: the link is half-open (the peer's WebSocket stack answers
         pings by itself, so a quiet but healthy service is never taken for dead)."""
-        ws = self.ws
         while True:
             interval, timeout = self._probe_timing()
             await asyncio.sleep(interval)
-            mark = self.unconfirmed.last_seq
-            self.probes += 1
-            sent_at = self.now()
             try:
-                async with asyncio.timeout(timeout):
-                    waiter = await ws.ping()
-                    latency = await waiter
-            except TimeoutError:
-                self._half_open(timeout)
-                return
+                ping = self._inflight or await self._send_ping()
             except ConnectionClosed:
                 return
+            # Timed from the ping's write: the window bounds what waits ahead of it.
+            while self._inflight is ping:
+                left = ping.sent_at + timeout - self.now()
+                if left <= 0:
+                    self._half_open(timeout)
+                    return
+                self._acked.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await self._acked.wait()
             now = self.now()
-            self.alive_at = now
-            self.unconfirmed.confirm(mark)
-            self.probe_rtt.add(latency if latency > 0 else now - sent_at)
             if (
                 self.session.expecting_frames()
                 and now - self.last_frame_at >= self._receive_timeout()

@@ -22,17 +22,20 @@ The link sends such a ping every probe interval while a conversation is active, 
 link keeps about one interval plus a round trip unconfirmed. When a link ends in a transient
 failure (drop, 1006, half-open, 1011, 1012, 1013...), the next session gets the unconfirmed
 frames first, then what the resume buffer gathered since, in capture order, each frame once, the
-newest `conversation.resume_buffer_s` of it (oldest dropped and counted). A clean close (1000:
-end_call, the duration cap, our own) is a close handshake: nothing is replayed. Frames are
-numbered at capture (`seq`), so a frame replayed twice to one session is impossible by
-construction and checked anyway.
+newest `conversation.resume_buffer_s` of it (oldest dropped and counted). A clean close (1000) is
+a close handshake, which says nothing of what the service read before it: ours, or the agent's
+end_call, replays nothing; the service's own (the duration cap, a 1000 of its own) replays the
+unconfirmed frames when the user was talking (the supervisor decides). A frame is replayed to at
+most one session after the one it was first sent to, and frames are numbered at capture
+(`seq`), so a frame replayed twice to one session is impossible by construction and checked
+anyway.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from voicebox.audio.port import Chunk
 
@@ -44,6 +47,7 @@ class MicFrame:
     seq: int
     chunk: Chunk
     rate: int
+    replayed: bool = False  # sent again to a session after the one it was first sent to ended
 
     @property
     def seconds(self) -> float:
@@ -106,6 +110,13 @@ class FrameWindow:
         self._duration = 0.0
 
 
+def has_voice(frames: Iterable[MicFrame], peak: int) -> bool:
+    """Any frame reaching `peak` (int16): the user was talking in them."""
+    return any(
+        len(f.chunk) and (int(f.chunk.max()) >= peak or int(f.chunk.min()) <= -peak) for f in frames
+    )
+
+
 @dataclass(frozen=True)
 class ReplayPlan:
     """What the next session gets first, and what did not fit."""
@@ -115,6 +126,7 @@ class ReplayPlan:
     buffered_s: float  # of it, audio captured while no session was ready
     dropped_s: float  # oldest audio left out to stay within the limit
     dropped: int
+    repeated_s: float = 0.0  # of the dropped, audio already replayed once (never twice)
 
 
 def plan_replay(
@@ -125,15 +137,23 @@ def plan_replay(
 ) -> ReplayPlan:
     """Unconfirmed then buffered frames in seq order, each once, the newest `limit_s` of them.
 
-    `already_sent` holds seqs the receiving session already has (never sent again).
+    An unconfirmed frame that was itself a replay is not replayed again (counted as dropped):
+    audio goes to at most one session after the one it was first sent to, so a link that keeps
+    failing cannot carry the same speech into session after session. The frames returned from
+    `unconfirmed` are marked `replayed`. `already_sent` holds seqs the receiving session already
+    has (never sent again).
     """
     seen = set(already_sent or ())
     merged: list[tuple[MicFrame, bool]] = []
+    repeats: list[MicFrame] = []
     for frame, replay in [(f, True) for f in unconfirmed] + [(f, False) for f in buffered]:
         if frame.seq in seen:
             continue
         seen.add(frame.seq)
-        merged.append((frame, replay))
+        if replay and frame.replayed:
+            repeats.append(frame)
+            continue
+        merged.append((replace(frame, replayed=True) if replay else frame, replay))
     merged.sort(key=lambda item: item[0].seq)
     kept: list[tuple[MicFrame, bool]] = []
     total = 0.0
@@ -143,11 +163,12 @@ def plan_replay(
         kept.append((frame, replay))
         total += frame.seconds
     kept.reverse()
-    left = merged[: len(merged) - len(kept)]
+    left = [f for f, _ in merged[: len(merged) - len(kept)]] + repeats
     return ReplayPlan(
         frames=[f for f, _ in kept],
         replayed_s=sum(f.seconds for f, r in kept if r),
         buffered_s=sum(f.seconds for f, r in kept if not r),
-        dropped_s=sum(f.seconds for f, _ in left),
+        dropped_s=sum(f.seconds for f in left),
         dropped=len(left),
+        repeated_s=sum(f.seconds for f in repeats),
     )

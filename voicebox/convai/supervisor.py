@@ -34,7 +34,7 @@ from voicebox.convai.connection import (
     open_socket,
 )
 from voicebox.convai.policy import EndClass, ReconnectPolicy, SessionEnd, classify_end
-from voicebox.convai.replay import FrameWindow, MicFrame, plan_replay
+from voicebox.convai.replay import FrameWindow, MicFrame, has_voice, plan_replay
 from voicebox.convai.session import TRANSCRIPT_LINES, Session, SessionSettings, context_text
 from voicebox.convai.tools import ToolRegistry
 from voicebox.logs import event
@@ -88,6 +88,7 @@ class Supervisor:
         self._receive_timeout = conv.receive_timeout_s
         self._buffer = FrameWindow(conv.resume_buffer_s)  # captured while no session is ready
         self._unconfirmed: list[MicFrame] = []  # from the link that ended, for the next one
+        self._continue_after_close = False  # the service closed cleanly while the user talked
         self._seq = 0  # capture number of the next mic chunk
         self._probe_interval = PROBE_INTERVAL_S
         self._probe_timeout = PROBE_TIMEOUT_S
@@ -128,6 +129,7 @@ class Supervisor:
             "replays": 0,
             "half_open": 0,
             "oversize_frames": 0,
+            "out_dropped": 0,  # mic frames dropped from a full send queue (never sent)
         }
 
     # --- the daemon's API ----------------------------------------------------------------------
@@ -293,6 +295,8 @@ class Supervisor:
         counters["resume_dropped"] = self._buffer.dropped
         counters["replayed_ms"] = round(self._replayed_s * 1000)
         counters["replay_dropped_ms"] = round(self._replay_dropped_s * 1000)
+        if link is not None:
+            counters["out_dropped"] += link.out_dropped
         age = None
         conversation_id = None
         if link is not None:
@@ -439,8 +443,9 @@ class Supervisor:
         self._after_cap = False
         unconfirmed, self._unconfirmed = self._unconfirmed, []
         plan = plan_replay(unconfirmed, self._buffer.take(), self._buffer.seconds)
+        link.reserve(len(plan.frames))
         for f in plan.frames:
-            link.send_mic(f.chunk, f.rate, True, None, f.seq)
+            link.send_mic(f.chunk, f.rate, True, None, f.seq, f.replayed)
         if unconfirmed or plan.dropped:
             self._counters["replays"] += 1
             self._replayed_s += plan.replayed_s
@@ -452,6 +457,7 @@ class Supervisor:
                 replayed_s=round(plan.replayed_s, 2),
                 buffered_s=round(plan.buffered_s, 2),
                 dropped_s=round(plan.dropped_s, 2),
+                repeated_s=round(plan.repeated_s, 2) or None,
             )
         self._set_state(
             State.SPEAKING if self._audio.playing else State.LISTENING,
@@ -504,8 +510,7 @@ class Supervisor:
             self._link = None
         end = classify_end(**link.session.end_fields())
         self._absorb(link, history=True)
-        clean = end.end_class in (EndClass.NORMAL, EndClass.DURATION_CAP)  # a close handshake
-        self._unconfirmed = [] if clean else link.unconfirmed.take()
+        self._unconfirmed = self._left_unheard(link, end)
         if link.session.failure == "half_open":
             self._counters["half_open"] += 1
         if link.oversize:
@@ -518,6 +523,39 @@ class Supervisor:
                 limit_bytes=MAX_FRAME,
             )
         await self._ended(end, link.session.lifetime_s(), link)
+
+    def _left_unheard(self, link: SessionLink, end: SessionEnd) -> list[MicFrame]:
+        """The mic frames the ended link sent and the service never confirmed, to replay.
+
+        After a failure: all of them. After a clean close (a close handshake says nothing of what
+        the service read before it): only when the service closed (not we, not the agent's
+        end_call) while the user was talking, so their words go to the next session; then a
+        push-to-talk conversation goes on instead of going idle (`_continue_after_close`).
+        """
+        frames = link.unconfirmed.take()
+        s = link.session
+        if end.end_class not in (EndClass.NORMAL, EndClass.DURATION_CAP):
+            return frames
+        if s.local_close or s.end_call or not frames:
+            return []
+        talking = (
+            (self._mic_live and not self._always_on)  # the button is held
+            or link.now() - s.user_active_at < USER_QUIET_S  # the service's VAD heard them
+            or has_voice(frames, VOICE_PEAK)
+        )
+        if not talking:
+            return []
+        self._continue_after_close = True
+        event(
+            log,
+            "session.closed_while_talking",
+            logging.WARNING,
+            conversation_id=s.conversation_id,
+            close_code=s.close_code,
+            close_reason=s.close_reason,
+            unheard_s=round(sum(f.seconds for f in frames), 2),
+        )
+        return frames
 
     async def _failed(self, exc: Exception) -> None:
         """An exception no end classifies escaped a session: log it with its traceback, close
@@ -538,6 +576,7 @@ class Supervisor:
     def _absorb(self, link: SessionLink, history: bool) -> None:
         s = link.session
         self._rollover_tried.discard(link)
+        self._counters["out_dropped"] += link.out_dropped
         for key, value in (
             ("malformed", s.malformed),
             ("unknown", s.unknown),
@@ -625,6 +664,13 @@ class Supervisor:
             self._counters["duration_caps"] += 1
             self._carry = True
             self._cap_restart = True
+            event(log, "reconnect.scheduled", attempt=0, delay_s=0, **_cls(end))
+            return
+        if end.end_class is EndClass.NORMAL and self._continue_after_close:
+            # The service closed while the user was talking: their words go to a new session
+            # (replayed), with the conversation so far.
+            self._continue_after_close = False
+            self._carry = bool(self._history) or self._carry
             event(log, "reconnect.scheduled", attempt=0, delay_s=0, **_cls(end))
             return
         if end.end_class is EndClass.NORMAL:
