@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voicebox.convai.replay import FrameWindow, MicFrame, plan_replay
+from voicebox.convai.replay import FrameWindow, MicFrame, has_voice, plan_replay
 
 RATE = 16000
 
@@ -127,3 +127,21 @@ def test_confirm_drops_only_what_the_pong_covers() -> None:
     w.push(MicFrame(5, np.zeros(160, np.int16), RATE))
     w.confirm(mark)
     assert [f.seq for f in w.take()] == [5]
+
+
+def test_a_frame_already_replayed_once_is_not_replayed_again() -> None:
+    def frame(seq: int, replayed: bool = False) -> MicFrame:
+        return MicFrame(seq, np.full(160, 2000, np.int16), RATE, replayed)
+
+    plan = plan_replay([frame(1, True), frame(2, True), frame(3)], [frame(4)], 10.0)
+    assert [f.seq for f in plan.frames] == [3, 4]
+    assert [f.replayed for f in plan.frames] == [True, False]  # 3 is a replay from now on
+    assert plan.dropped == 2 and plan.repeated_s == 2 * 160 / RATE
+
+
+def test_has_voice_looks_at_the_peak_of_every_frame() -> None:
+    quiet = MicFrame(0, np.full(160, 10, np.int16), RATE)
+    loud = MicFrame(1, np.array([0, -1500, 0], np.int16), RATE)
+    assert not has_voice([quiet], 1000)
+    assert has_voice([quiet, loud], 1000)
+    assert not has_voice([], 1000)
