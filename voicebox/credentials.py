@@ -54,11 +54,32 @@ def main(argv: list[str]) -> int:
         )
         return 2
     try:
-        store(Path(argv[0]), sys.stdin.read())
+        key = read_key(sys.stdin.buffer.read())
+    except ValueError as exc:
+        print(f"voicebox.credentials: {exc}", file=sys.stderr)
+        return 78  # EX_CONFIG: what the key was given as, not this host
+    try:
+        store(Path(argv[0]), key)
     except (OSError, ValueError) as exc:
         print(f"voicebox.credentials: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def read_key(data: bytes) -> str:
+    """The key given on standard input, decoded as UTF-8 (a BOM dropped); ValueError naming
+    the encoding when it is not (a key saved as UTF-16 by a Windows editor)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError("the API key on standard input is UTF-16: save it as UTF-8")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"the API key on standard input is not UTF-8 (byte {exc.start}): save it as UTF-8"
+        ) from None
+    if any(ord(c) < 32 and not c.isspace() for c in text):
+        raise ValueError("the API key on standard input holds control characters")
+    return text
 
 
 if __name__ == "__main__":
