@@ -1,7 +1,11 @@
 """sd_notify messages to systemd (READY, STATUS, RELOADING, STOPPING) and the health-gated watchdog.
 
-Messages go through systemd-python's `systemd.daemon.notify`. Without $NOTIFY_SOCKET (a foreground
-run) every call is a no-op; a socket that has gone away is logged once and never raises.
+Messages are KEY=VALUE lines sent as one datagram to $NOTIFY_SOCKET ('@' for the abstract
+namespace), sd_notify(3)'s wire format, from a non-blocking socket of our own: libsystemd's
+sd_notify blocks while the manager's queue is full (net.unix.max_dgram_qlen, 10 here), which froze
+the event loop, audio included, behind a manager that stopped reading. A message that does not
+fit is dropped and counted (`dropped`); without $NOTIFY_SOCKET (a foreground run) every call is a
+no-op; a socket that has gone away is logged once and never raises.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 
@@ -16,29 +21,35 @@ from voicebox.logs import event
 
 log = logging.getLogger(__name__)
 
-try:
-    from systemd import daemon as _sd_daemon
-except ImportError:  # pragma: no cover - systemd-python is a dependency; keep running without it
-    _sd_daemon = None
-
 
 class Notifier:
     """Sends sd_notify(3) messages to the service manager, if there is one.
 
-    `environ` is where NOTIFY_SOCKET and WATCHDOG_USEC/WATCHDOG_PID are read (default os.environ);
-    libsystemd itself sends to the process's $NOTIFY_SOCKET.
+    `environ` is where NOTIFY_SOCKET and WATCHDOG_USEC/WATCHDOG_PID are read (default os.environ).
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._env: Mapping[str, str] = os.environ if environ is None else environ
         self._failed = False
+        self._sock: socket.socket | None = None
+        self.dropped = 0  # messages the manager's full queue had no room for
 
     def _send(self, **fields: object) -> None:
-        if _sd_daemon is None or not self._env.get("NOTIFY_SOCKET"):
+        address = self._env.get("NOTIFY_SOCKET")
+        if not address:
             return
-        message = "\n".join(f"{key}={value}" for key, value in fields.items())
+        if address.startswith("@"):
+            address = "\0" + address[1:]
+        message = "\n".join(f"{key}={value}" for key, value in fields.items()).encode()
         try:
-            _sd_daemon.notify(message)  # never unset_environment=True: it stops later pings
+            if self._sock is None:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.sendto(message, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL, address)
+        except BlockingIOError:
+            self.dropped += 1
+            if self.dropped == 1:
+                event(log, "sd_notify.busy", logging.WARNING, reason="the manager's queue is full")
+            return
         except OSError as exc:
             if not self._failed:
                 self._failed = True

@@ -216,3 +216,20 @@ async def test_a_raising_health_check_is_unhealthy(notify_socket: NotifySocket) 
         assert not task.done()
     finally:
         task.cancel()
+
+
+def test_a_manager_that_stops_reading_never_blocks_the_sender(
+    notify_socket: NotifySocket, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The manager's queue holds net.unix.max_dgram_qlen datagrams; libsystemd's sd_notify then
+    blocked, and the daemon's event loop with it. Messages beyond it are dropped and counted."""
+    qlen = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+    n = Notifier()
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="voicebox.systemd"):
+        for i in range(qlen + 50):
+            n.status(f"state {i}")
+    assert time.monotonic() - started < HANG_GUARD_S  # a guard against a hang, not a timing
+    assert n.dropped >= 40  # the queue takes about qlen
+    assert len(notify_socket.drain()) + n.dropped == qlen + 50
+    assert sum("sd_notify.busy" in r.getMessage() for r in caplog.records) == 1
