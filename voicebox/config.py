@@ -185,8 +185,12 @@ class ReconnectConfig:
 class ConversationConfig:
     """How conversations are opened, kept and closed."""
 
-    mode: Literal["push_to_talk", "always_on"] = _f("push_to_talk", "push_to_talk or always_on")
-    idle_close_s: float = _f(20.0, "push_to_talk: close after this long without speech", gt=0)
+    mode: Literal["push_to_talk", "wake_word", "always_on"] = _f(
+        "push_to_talk", "push_to_talk, wake_word (hands-free after a local wake word) or always_on"
+    )
+    idle_close_s: float = _f(
+        20.0, "push_to_talk and wake_word: close after this long without speech", gt=0
+    )
     # 5 s: noticing a half-open link (< 3 s) plus a reconnect must fit, or the replay drops
     # the start of what was said into the dead link (make chaos, seed 13).
     resume_buffer_s: float = _f(
@@ -198,6 +202,22 @@ class ConversationConfig:
     rollover_margin_s: float = _f(30.0, "how long before the cap a rollover may start", ge=0)
     context_turns: int = _f(8, "transcript lines carried into the next session", ge=0)
     reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
+
+
+WAKE_MODELS = ("okay_nabu", "hey_jarvis", "hey_mycroft", "alexa")
+
+
+@dataclass(frozen=True)
+class WakeConfig:
+    """The local wake word of `conversation.mode: wake_word` (microWakeWord)."""
+
+    model: str = _f(
+        "okay_nabu",
+        "okay_nabu, hey_jarvis, hey_mycroft, alexa, or the absolute path of a microWakeWord "
+        "model's JSON (its .tflite beside it)",
+    )
+    threshold: float | None = _f(None, "detection cutoff 0..1; null: the model's own", gt=0, lt=1)
+    refractory_s: float = _f(2.0, "after a detection, ignore the word this long", ge=0)
 
 
 @dataclass(frozen=True)
@@ -326,6 +346,7 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     conversation: ConversationConfig = field(default_factory=ConversationConfig)
+    wake: WakeConfig = field(default_factory=WakeConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
@@ -555,6 +576,7 @@ def parse(text: str, name: str = "config.yaml") -> Config:
     cfg = loader.build(Config, root, "")
     _cross_checks(cfg, loader)
     _processing_checks(cfg, loader)
+    _wake_checks(cfg, loader)
     if loader.problems:
         raise ConfigError(loader.problems)
     return typing.cast(Config, cfg)
@@ -644,6 +666,51 @@ def _processing_checks(cfg: Config, loader: _Loader) -> None:
                 "needs the WebRTC audio processing library: pip install pywebrtc-audio "
                 "(make bootstrap installs it), or set it off",
             )
+
+
+def wake_model_problem(model: str) -> str | None:
+    """Why `wake.model` cannot be loaded (a built-in name, or a model JSON with its tflite)."""
+    if model in WAKE_MODELS:
+        return None
+    path = Path(model)
+    if not path.is_absolute() or path.suffix != ".json":
+        names = ", ".join(WAKE_MODELS)
+        return f"expected one of {names}, or the absolute path of a model's .json, got {model!r}"
+    try:
+        import json
+
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        tflite = path.parent / str(spec["model"])
+        float(spec["micro"]["probability_cutoff"])
+        int(spec["micro"]["sliding_window_size"])
+    except OSError as exc:
+        return f"cannot read {model}: {exc.strerror or exc}"
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"{model} is not a microWakeWord model config ({type(exc).__name__}: {exc})"
+    if not tflite.is_file():
+        return f"{model} names {tflite.name}, which is not beside it"
+    return None
+
+
+def _wake_checks(cfg: Config, loader: _Loader) -> None:
+    """wake_word needs the wake-word library and a model it can load."""
+    import importlib.util
+
+    if cfg.conversation.mode != "wake_word":
+        return
+    nodes = loader.nodes
+    if importlib.util.find_spec("pymicro_wakeword") is None:
+        loader.problem(
+            nodes.get("conversation.mode"),
+            "conversation.mode",
+            "wake_word needs the wake-word library: pip install 'pymicro-wakeword>=2.5,<3' "
+            "(make bootstrap and install.sh install it), or choose another mode",
+        )
+    problem = wake_model_problem(cfg.wake.model)
+    if problem is not None:
+        loader.problem(
+            nodes.get("wake.model") or nodes.get("conversation.mode"), "wake.model", problem
+        )
 
 
 class NotUtf8Error(ConfigError):

@@ -23,6 +23,7 @@ from voicebox import __version__, config, logs
 from voicebox.announcements import Announcer
 from voicebox.audio.devices import AudioDeviceError
 from voicebox.audio.engine import AudioEngine
+from voicebox.audio.port import Chunk
 from voicebox.audio.processing import processing_settings
 from voicebox.config import EX_CONFIG, Config, ConfigError, Secret
 from voicebox.convai.supervisor import Supervisor
@@ -33,6 +34,7 @@ from voicebox.state import State
 from voicebox.status import MetricsFile, StatusServer, write_metrics_periodically
 from voicebox.systemd import Notifier, feed_watchdog
 from voicebox.tuning import Tuner, TuningChange
+from voicebox.wake import WakeError, WakeListener
 
 log = logging.getLogger("voicebox.daemon")
 
@@ -64,6 +66,7 @@ class Daemon:
         self.tools = builtin_tools(self.audio, status=self.snapshot)
         self.supervisor = Supervisor(cfg, self.audio, api_key, self.tools, self._on_state)
         self.announcer = Announcer(cfg, self.audio, api_key, cut_agent=self.supervisor.cut_agent)
+        self.wake: WakeListener | None = None
         self.button: PushButton | StdinButton | None = None
         self.led: StatusLed | None = None
         self.status_server: StatusServer | None = None
@@ -91,9 +94,15 @@ class Daemon:
             mode=self.cfg.conversation.mode,
         )
         try:
-            await self.audio.start(self.supervisor.on_mic_chunk)
+            self._set_wake(self.cfg)
+        except WakeError as exc:
+            logs.event(log, "config.invalid", logging.ERROR, problem=str(exc))
+            return EX_CONFIG
+        try:
+            await self.audio.start(self._on_mic_chunk)
         except AudioDeviceError as exc:
             logs.event(log, "audio.unavailable", logging.ERROR, error=str(exc))
+            self._set_wake(None)
             return EX_UNAVAILABLE
         self._open_gpio(loop)
         await self._open_status()
@@ -157,6 +166,7 @@ class Daemon:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_TIMEOUT_S):
                 await self.audio.stop()
+        self._set_wake(None)
         if self.led is not None:
             self.led.close()
         if self.button is not None:
@@ -185,6 +195,12 @@ class Daemon:
             for problem in exc.problems:
                 logs.event(log, "config.reload_refused", logging.ERROR, problem=problem)
             return
+        if (new.conversation.mode, new.wake) != (self.cfg.conversation.mode, self.cfg.wake):
+            try:
+                self._set_wake(new)
+            except WakeError as exc:
+                logs.event(log, "config.reload_refused", logging.ERROR, problem=str(exc))
+                return
         self.cfg = new
         logging.getLogger().setLevel(new.logging.level.upper())
         self.supervisor.update_config(new)
@@ -243,6 +259,19 @@ class Daemon:
             return
         self.status_server = server
 
+    def _set_wake(self, cfg: Config | None) -> None:
+        """The wake-word listener the config asks for (None: stop it); WakeError if its model
+        does not load (the listener running before is kept then)."""
+        listener = None
+        if cfg is not None and cfg.conversation.mode == "wake_word":
+            listener = WakeListener(cfg.wake, asyncio.get_running_loop(), self._on_wake)
+        if self.wake is not None:
+            self.wake.stop()
+        self.wake = listener
+        if listener is not None:
+            listener.start()
+            logs.event(log, "wake.listening", model=listener.cfg.model, word=listener.wake_word)
+
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
@@ -250,8 +279,26 @@ class Daemon:
 
     # --- events --------------------------------------------------------------------------
 
+    def _on_mic_chunk(self, chunk: Chunk) -> None:
+        self.supervisor.on_mic_chunk(chunk)
+        if self.wake is not None:
+            self.wake.feed(chunk, self.supervisor.last_seq, self.audio.input_format.rate)
+
+    def _on_wake(self, seq: int) -> None:
+        outcome = self.supervisor.wake(seq)
+        logs.event(log, "wake.detected", word=self.wake.wake_word if self.wake else None,
+                   state=self.state, outcome=outcome)  # fmt: skip
+        if outcome == "opened":
+            self.announcer.chime("wake")
+
     def _on_button(self, action: ButtonAction) -> None:
         logs.event(log, "button", action=action.name.lower(), state=self.state)
+        if self.cfg.conversation.mode == "wake_word":  # hands-free: a press starts or ends
+            if action is ButtonAction.TALK_START:
+                self.supervisor.toggle()
+            elif action is ButtonAction.END_CONVERSATION:
+                self.supervisor.end_conversation()
+            return
         if action is ButtonAction.TALK_START:
             self.supervisor.press()
         elif action is ButtonAction.TALK_STOP:
@@ -266,6 +313,8 @@ class Daemon:
         self._set_state(state, fields)
         if self.state is State.STOPPING:
             return
+        if state is State.IDLE and previous is not State.IDLE and self.wake is not None:
+            logs.event(log, "wake.listening", model=self.wake.cfg.model, word=self.wake.wake_word)
         if state is State.RECONNECTING and previous not in _TROUBLE:
             self._announce("reconnecting")
         elif state is State.DEGRADED and previous is not State.DEGRADED:
@@ -415,6 +464,8 @@ class Daemon:
             "monitor": self.monitor.snapshot(),
             "tuning": dataclasses.asdict(t) | {"adaptive": self.cfg.tuning.adaptive},
             "runtime": {"tasks": _task_count()},
+            "mode": self.cfg.conversation.mode,
+            "wake": self.wake.snapshot() if self.wake is not None else None,
             "environment": {
                 "board": self.env.board,
                 "cores": self.env.cores,

@@ -114,11 +114,11 @@ def library_available() -> bool:
 
 def echo_cancellation_wanted(setting: str, mode: str, button_mode: str) -> bool:
     """Resolve `audio.processing.echo_cancellation`: auto is on whenever the mic is live while
-    the agent can be heard (always_on, or push_to_talk with a toggle button); in hold mode the
-    mic is live only while held, and pressing already cuts the agent."""
+    the agent can be heard (always_on and wake_word, or push_to_talk with a toggle button); in
+    hold mode the mic is live only while held, and pressing already cuts the agent."""
     if setting in ("on", "off"):
         return setting == "on"
-    return mode == "always_on" or button_mode == "toggle"
+    return mode in ("always_on", "wake_word") or button_mode == "toggle"
 
 
 def processing_settings(cfg: Config) -> ProcessingSettings:

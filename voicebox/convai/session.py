@@ -130,6 +130,9 @@ class SessionSettings:
     user_id: str | None = None
     metadata_timeout_s: float = 10.0
     idle_close_s: float | None = None  # push_to_talk: close after this long without speech
+    # Hands-free (the mic is always live): a live chunk is activity only when its peak reaches
+    # this (int16); None: every live chunk is (push_to_talk, the button held).
+    voice_peak: int | None = None
     context: str | None = None  # carried over from the previous session (contextual_update)
 
 
@@ -418,7 +421,11 @@ class Session:
                 self._silence = np.zeros(n, dtype=np.int16)
             samples = self._silence
         else:
-            self._last_activity = now
+            peak = self.settings.voice_peak
+            if peak is None or (
+                len(samples) and (int(samples.max()) >= peak or int(samples.min()) <= -peak)
+            ):
+                self._last_activity = now
             if rate != fmt.rate:
                 rs = self._resamplers.get(rate)
                 if rs is None:

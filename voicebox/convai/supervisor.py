@@ -42,6 +42,7 @@ from voicebox.state import State
 
 log = logging.getLogger("voicebox.convai")
 
+PREROLL_S = 1.5  # wake_word: mic kept while idle, for the words right after the wake word
 USER_QUIET_S = 1.0  # the user counts as speaking this long after voice was last seen
 VOICE_PEAK = 1000  # mic peak (int16) that counts as the user's voice, about -30 dBFS
 DRAIN_MAX_S = 30.0  # longest goodbye we wait for after the agent ends the call
@@ -82,9 +83,14 @@ class Supervisor:
         self._policy = ReconnectPolicy(conv.reconnect)
         self._state = State.IDLE
         self._fields: dict[str, Any] = {}  # the fields last reported with the state
-        self._always_on = conv.mode == "always_on"
+        self._mode = conv.mode
+        self._always_on = conv.mode == "always_on"  # a conversation open around the clock
+        self._hands_free = conv.mode != "push_to_talk"  # the mic is live while a session is
         self._wanted = self._always_on
         self._mic_live = self._always_on
+        # wake_word: the last mic frames while idle, so what follows the word is not lost
+        self._preroll = FrameWindow(PREROLL_S)
+        self._woken = False  # the next attempt follows a wake word
         self._receive_timeout = conv.receive_timeout_s
         self._buffer = FrameWindow(conv.resume_buffer_s)  # captured while no session is ready
         self._unconfirmed: list[MicFrame] = []  # from the link that ended, for the next one
@@ -130,6 +136,7 @@ class Supervisor:
             "half_open": 0,
             "oversize_frames": 0,
             "out_dropped": 0,  # mic frames dropped from a full send queue (never sent)
+            "wakes": 0,  # conversations opened by the wake word or its button
         }
 
     # --- the daemon's API ----------------------------------------------------------------------
@@ -179,14 +186,20 @@ class Supervisor:
         if link is not None and not link.done.is_set():
             await self._close_link(link, "shutdown")
 
+    @property
+    def last_seq(self) -> int:
+        """The number of the last mic chunk (-1: none yet)."""
+        return self._seq - 1
+
     def on_mic_chunk(self, chunk: Chunk) -> None:
+        """One processed mic chunk (on the loop), numbered in capture order (`last_seq`)."""
         t0 = time.perf_counter()
         rate = self._audio.input_format.rate
         link = self._link
         # Only near a rollover does quiet() need to know whether the user is talking.
         if (
             self._near_cap
-            and self._always_on
+            and self._hands_free
             and len(chunk)
             and (int(chunk.max()) >= VOICE_PEAK or int(chunk.min()) <= -VOICE_PEAK)
         ):
@@ -197,6 +210,40 @@ class Supervisor:
             link.send_mic(chunk, rate, self._mic_live, t0, seq)
         elif self._wanted and self._mic_live and not self._stopping:
             self._buffer.push(MicFrame(seq, chunk.copy(), rate))
+        elif self._mode == "wake_word" and not self._wanted:
+            self._preroll.push(MicFrame(seq, chunk.copy(), rate))
+
+    def wake(self, after_seq: int) -> str:
+        """The wake word was heard, ending in mic chunk `after_seq`. Idle: open a hands-free
+        conversation, sending what was said after the word (from the pre-roll, then buffered
+        until the session is ready): "opened". The agent speaking: "barge_in". Else "ignored"."""
+        if self._stopping:
+            return "ignored"
+        if self._wanted:
+            if self._barge_in():
+                self._counters["barge_ins"] += 1
+                return "barge_in"
+            return "ignored"
+        self._counters["wakes"] += 1
+        self._wanted = True
+        self._mic_live = True
+        self._woken = True
+        self._buffer.clear()
+        for frame in self._preroll.take():
+            if frame.seq > after_seq:
+                self._buffer.push(frame)
+        self._wake.set()
+        return "opened"
+
+    def toggle(self) -> None:
+        """The button in wake_word mode: idle, open a conversation (as the wake word does);
+        the agent speaking, barge in; a conversation open and the agent silent, end it."""
+        link = self._link
+        speaking = self._audio.playing or (link is not None and link.session.speaking())
+        if self._wanted and not speaking:
+            self.end_conversation()
+        else:
+            self.wake(self._seq - 1)
 
     def press(self) -> None:
         """Button down: open a session if none, mic live, barge in on the agent."""
@@ -225,8 +272,8 @@ class Supervisor:
         return True
 
     def release(self) -> None:
-        """Button up: mic gated (silence is streamed; the session is kept)."""
-        if not self._always_on:
+        """Button up: mic gated (silence is streamed; the session is kept); hands-free: nothing."""
+        if not self._hands_free:
             self._mic_live = False
 
     def end_conversation(self) -> None:
@@ -238,6 +285,7 @@ class Supervisor:
         self._unconfirmed = []
         if not self._always_on:
             self._mic_live = False
+        self._preroll.clear()
         self._interrupt.set()
         self._audio.interrupt()  # the user ended it: stop the agent mid-sentence too
         link = self._link
@@ -251,10 +299,14 @@ class Supervisor:
         self._policy.update_config(conv.reconnect)
         self._receive_timeout = conv.receive_timeout_s
         self._buffer.seconds = conv.resume_buffer_s
+        self._mode = conv.mode
+        self._hands_free = conv.mode != "push_to_talk"
+        if not self._wanted:
+            self._preroll.clear()
         always_on = conv.mode == "always_on"
         if always_on != self._always_on:
             self._always_on = always_on
-            self._mic_live = always_on
+            self._mic_live = always_on or (self._hands_free and self._wanted)
             if always_on and not self._wanted:
                 self._wanted = True
                 self._wake.set()
@@ -276,7 +328,7 @@ class Supervisor:
         """Neither side speaking, no tool call pending."""
         if self._audio.playing:
             return False
-        if self._mic_live and not self._always_on:
+        if self._mic_live and not self._hands_free:
             return False
         if time.perf_counter() - self._voice_at < USER_QUIET_S:
             return False
@@ -314,7 +366,7 @@ class Supervisor:
                 counters[key] += value
         return {
             "state": str(self._state),
-            "mode": "always_on" if self._always_on else "push_to_talk",
+            "mode": self._mode,
             "conversation_id": conversation_id,
             "age_s": age,
             "last_close": dict(self._last_close),
@@ -385,6 +437,7 @@ class Supervisor:
             user_id=a.user_id,
             metadata_timeout_s=a.metadata_timeout_s,
             idle_close_s=None if self._always_on else cfg.conversation.idle_close_s,
+            voice_peak=VOICE_PEAK if self._hands_free else None,
             context=context or None,
         )
 
@@ -476,9 +529,14 @@ class Supervisor:
         """One session from connect to end, then act on how it ended."""
         degraded = self._policy.degraded
         self._after_cap = self._cap_restart
+        woken, self._woken = self._woken, False
         if self._cap_restart:  # a planned continuation, not trouble: no backoff, no alarm
             self._cap_restart = False
             self._set_state(State.CONNECTING, reason="duration_cap")
+        elif woken and self._policy.attempt == 0:
+            # The wake word: the box is already listening (the pre-roll keeps what is said)
+            # while the session opens behind it.
+            self._set_state(State.LISTENING, reason="wake_word")
         elif not degraded:
             retrying = self._policy.attempt > 0
             self._set_state(
@@ -539,7 +597,7 @@ class Supervisor:
         if s.local_close or s.end_call or not frames:
             return []
         talking = (
-            (self._mic_live and not self._always_on)  # the button is held
+            (self._mic_live and not self._hands_free)  # the button is held
             or link.now() - s.user_active_at < USER_QUIET_S  # the service's VAD heard them
             or has_voice(frames, VOICE_PEAK)
         )

@@ -1,0 +1,46 @@
+"""The wake-word detector on real speech (espeak-ng): the word is heard, other speech is not,
+the refractory period holds, and a chunk at another rate is resampled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.wake.speech import say
+from voicebox.audio.resample import convert
+from voicebox.config import WakeConfig
+from voicebox.simulator.voice import silence
+from voicebox.wake import WakeDetector, WakeError, detections_in, load_model
+
+
+def test_okay_nabu_is_heard_at_the_end_of_the_word_and_other_speech_is_not() -> None:
+    wake = say("Okay nabu")
+    other = say("Okay, now what is the weather like in Paris today?")
+    audio = np.concatenate([silence(1.0), wake, silence(1.0), other, silence(1.0)])
+    found = detections_in(WakeConfig(), audio)
+    assert len(found) == 1
+    assert 1.0 < found[0] <= 1.0 + len(wake) / 16000 + 0.3
+
+
+def test_the_refractory_period_makes_one_word_one_detection() -> None:
+    wake = say("Okay nabu")
+    twice = np.concatenate([silence(0.5), wake, silence(0.2), wake, silence(0.5)])
+    assert len(detections_in(WakeConfig(refractory_s=10.0), twice)) == 1
+    assert len(detections_in(WakeConfig(refractory_s=0.0), twice)) == 2
+
+
+def test_audio_at_another_rate_is_resampled_to_the_models_rate() -> None:
+    audio = np.concatenate([silence(0.5), say("Okay nabu"), silence(0.5)])
+    detector = WakeDetector(WakeConfig())
+    at_24k = convert(audio, 16000, 24000)
+    hits = [detector.process(at_24k[i : i + 480], 24000) for i in range(0, len(at_24k), 480)]
+    detector.close()
+    assert sum(hits) == 1
+
+
+def test_a_threshold_sets_the_cutoff_and_a_bad_path_is_a_wake_error() -> None:
+    model = load_model(WakeConfig(threshold=0.5))
+    assert model.probability_cutoff == 0.5
+    model.close()
+    with pytest.raises(WakeError, match="wake.model"):
+        load_model(WakeConfig(model="/nope/word.json"))

@@ -1,0 +1,205 @@
+"""The local wake word: microWakeWord on the processed microphone, in a thread of its own.
+
+`WakeListener.feed(chunk, seq)` runs on the event loop and only copies the chunk into a bounded
+queue (oldest dropped and counted when the thread lags). The thread turns the audio into 10 ms
+features and model probabilities; a detection (the mean of the model's sliding window over its
+cutoff) outside the refractory period calls `on_wake(seq)` on the loop through
+`call_soon_threadsafe`, `seq` being the number of the mic chunk the word ended in, so the
+supervisor can send what was said after it and not the word itself. The refractory period is
+counted in audio, not wall time. Audio at another rate than 16 kHz is resampled first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicebox.audio.port import Chunk
+from voicebox.audio.resample import StreamResampler
+from voicebox.config import WAKE_MODELS, WakeConfig, wake_model_problem
+from voicebox.logs import event
+
+log = logging.getLogger("voicebox.wake")
+
+RATE = 16000  # what microWakeWord's features are computed at
+QUEUE_CHUNKS = 400  # ~8 s of 20 ms chunks waiting for the thread
+
+
+class WakeError(Exception):
+    """The wake word cannot run: the message says what to change."""
+
+
+def load_model(cfg: WakeConfig) -> Any:
+    """The configured microWakeWord model (its cutoff set from wake.threshold), or WakeError."""
+    problem = wake_model_problem(cfg.model)
+    if problem is not None:
+        raise WakeError(f"wake.model: {problem}")
+    try:
+        from pymicro_wakeword import MicroWakeWord, Model
+    except ImportError as exc:
+        raise WakeError(
+            "conversation.mode wake_word needs the wake-word library: "
+            f"pip install 'pymicro-wakeword>=2.5,<3' ({exc})"
+        ) from None
+    try:
+        if cfg.model in WAKE_MODELS:
+            model = MicroWakeWord.from_builtin(Model(cfg.model))
+        else:
+            model = MicroWakeWord.from_config(Path(cfg.model))
+    except Exception as exc:  # the library's own errors: a bad tflite, a missing runtime
+        why = f"{type(exc).__name__}: {exc}"
+        raise WakeError(f"wake.model {cfg.model!r} does not load: {why}") from None
+    if cfg.threshold is not None:
+        model.probability_cutoff = cfg.threshold
+    return model
+
+
+def new_features() -> Any:
+    from pymicro_wakeword import MicroWakeWordFeatures
+
+    return MicroWakeWordFeatures()
+
+
+class WakeDetector:
+    """The model over a stream of mic chunks, with the refractory period; no thread, no I/O."""
+
+    def __init__(self, cfg: WakeConfig, model: Any | None = None) -> None:
+        self.cfg = cfg
+        self.model = model if model is not None else load_model(cfg)
+        self.wake_word: str = str(getattr(self.model, "wake_word", cfg.model))
+        self._features = new_features()
+        self._resampler: StreamResampler | None = None
+        self._rate = RATE
+        self.samples = 0  # 16 kHz samples processed
+        self._last_detection = -(10**12)
+        self.detections = 0
+        self.refractory_ignored = 0
+
+    def process(self, chunk: Chunk, rate: int = RATE) -> bool:
+        """Feed one chunk; True when it completes a detection outside the refractory period."""
+        if rate != self._rate:
+            self._rate = rate
+            self._resampler = StreamResampler(rate, RATE) if rate != RATE else None
+        samples = self._resampler.process(chunk) if self._resampler is not None else chunk
+        self.samples += len(samples)
+        detected = False
+        pcm = np.ascontiguousarray(samples, dtype="<i2").tobytes()
+        for features in self._features.process_streaming(pcm):
+            if not self.model.process_streaming(features):
+                continue
+            if self.samples - self._last_detection < self.cfg.refractory_s * RATE:
+                self.refractory_ignored += 1
+                continue
+            self._last_detection = self.samples
+            self.detections += 1
+            self.model.reset()  # a fresh window: one word is one detection
+            detected = True
+        return detected
+
+    def close(self) -> None:
+        close = getattr(self.model, "close", None)
+        if callable(close):
+            close()
+
+
+class WakeListener:
+    """Runs a WakeDetector on the mic chunks fed to it, in its own thread (module docstring)."""
+
+    def __init__(
+        self,
+        cfg: WakeConfig,
+        loop: asyncio.AbstractEventLoop,
+        on_wake: Callable[[int], None],
+        model: Any | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self._loop = loop
+        self._on_wake = on_wake
+        self.detector = WakeDetector(cfg, model)
+        self._queue: deque[tuple[Chunk, int, int]] = deque()
+        self._ready = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="wake", daemon=True)
+        self.dropped = 0
+        self.cpu_s = 0.0  # the thread's CPU time
+
+    @property
+    def wake_word(self) -> str:
+        return self.detector.wake_word
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._ready:
+            self._stopped = True
+            self._ready.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+        self.detector.close()
+
+    def feed(self, chunk: Chunk, seq: int, rate: int) -> None:
+        """A processed mic chunk (on the loop): queued for the thread, never blocking."""
+        with self._ready:
+            if len(self._queue) >= QUEUE_CHUNKS:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append((chunk.copy(), seq, rate))
+            self._ready.notify()
+
+    def cpu_share(self) -> float | None:
+        """The thread's CPU time per second of audio (0.01: 1 % of one core)."""
+        audio_s = self.detector.samples / RATE
+        return self.cpu_s / audio_s if audio_s else None
+
+    def snapshot(self) -> dict[str, Any]:
+        share = self.cpu_share()
+        d = self.detector
+        return {
+            "model": self.cfg.model,
+            "wake_word": d.wake_word,
+            "detections": d.detections,
+            "refractory_ignored": d.refractory_ignored,
+            "dropped_chunks": self.dropped,
+            "audio_s": round(d.samples / RATE, 1),
+            "cpu_percent": round(share * 100, 3) if share is not None else None,
+        }
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._stopped:
+                    self._ready.wait()
+                if self._stopped:
+                    return
+                chunk, seq, rate = self._queue.popleft()
+            t0 = time.thread_time()
+            try:
+                detected = self.detector.process(chunk, rate)
+            except Exception as exc:  # a model failure must not end the thread silently
+                event(log, "wake.failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+                detected = False
+            self.cpu_s += time.thread_time() - t0
+            if detected:
+                self._loop.call_soon_threadsafe(self._on_wake, seq)
+
+
+def detections_in(cfg: WakeConfig, samples: Chunk, chunk: int = 320) -> list[float]:
+    """Where the wake word is heard in 16 kHz audio: the end of each detection, in seconds."""
+    detector = WakeDetector(cfg)
+    found: list[float] = []
+    try:
+        for start in range(0, len(samples), chunk):
+            if detector.process(samples[start : start + chunk]):
+                found.append(detector.samples / RATE)
+    finally:
+        detector.close()
+    return found
