@@ -145,7 +145,10 @@ def _add_setup(sub: Any) -> None:
     p.add_argument("--output-device", default=None, help="name substring or index")
     p.add_argument("--button-pin", default=None, help="BCM pin, or none")
     p.add_argument("--led-pin", default=None, help="BCM pin, or none")
-    p.add_argument("--mode", default=None, choices=("push_to_talk", "always_on"))
+    p.add_argument("--mode", default=None, choices=("push_to_talk", "wake_word", "always_on"))
+    p.add_argument(
+        "--wake-model", default=None, help="okay_nabu, hey_jarvis, hey_mycroft, alexa, or a path"
+    )
     p.add_argument("--api-base", default=None, help="REST base (default from the config)")
     p.add_argument("--no-check", action="store_true", help="do not check the key and agent")
 

@@ -37,7 +37,7 @@ METER_MAX_S = 120.0
 METER_WIDTH = 30
 METER_RANGE_DB = 60.0
 FALLBACK_RATES = (48000, 44100, 32000, 16000)
-MODES = ("push_to_talk", "always_on")
+MODES = ("push_to_talk", "wake_word", "always_on")
 REPO_SAMPLE = Path(__file__).resolve().parent.parent / "config" / "voicebox.yaml"
 
 
@@ -320,12 +320,23 @@ def blink(term: Terminal, pin: int, active_high: bool, pin_factory: Any = None) 
 
 
 def ask_mode(term: Terminal, cfg: Config, answers: Answers) -> None:
+    choices = ", ".join(MODES[:-1]) + " or " + MODES[-1]
     while True:
-        mode = term.ask("Mode: push_to_talk or always_on", cfg.conversation.mode)
+        mode = term.ask(f"Mode: {choices}", cfg.conversation.mode)
         if mode in MODES:
             answers.changes["conversation.mode"] = mode
+            break
+        term.say(f"  {choices}")
+    if mode != "wake_word":
+        return
+    words = ", ".join(config.WAKE_MODELS)
+    while True:
+        word = term.ask(f"Wake word: {words}, or a model's .json path", cfg.wake.model)
+        problem = config.wake_model_problem(word)
+        if problem is None:
+            answers.changes["wake.model"] = word
             return
-        term.say("  push_to_talk or always_on")
+        term.say(f"  {problem}")
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -484,6 +495,12 @@ def non_interactive(args: argparse.Namespace, term: Terminal, host: h.Host) -> i
                 return 2
     if args.mode:
         answers.changes["conversation.mode"] = args.mode
+    if args.wake_model:
+        problem = config.wake_model_problem(args.wake_model)
+        if problem is not None:
+            term.say(f"voicebox setup: --wake-model: {problem}")
+            return 2
+        answers.changes["wake.model"] = args.wake_model
     if args.api_key_file:
         try:
             raw = (

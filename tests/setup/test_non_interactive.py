@@ -123,3 +123,19 @@ def test_credential_store_is_0600_in_a_0700_dir_and_refuses_empty(tmp_path: Path
     with pytest.raises(ValueError):
         credentials.store(path, " \n")
     assert path.read_text() == "sk-abc\n"
+
+
+def test_scripted_setup_chooses_the_wake_word_even_in_a_config_without_its_section(
+    root: Path,
+) -> None:
+    etc = root / "etc/voicebox"
+    (etc / "config.yaml").write_text(
+        "agent:\n  agent_id: agent-ok\nconversation:\n  mode: always_on\n"
+    )
+    proc = setup(root, "--no-check", "--mode", "wake_word", "--wake-model", "hey_jarvis")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cfg = config.load(etc / "config.yaml")
+    assert cfg.conversation.mode == "wake_word" and cfg.wake.model == "hey_jarvis"
+    proc = setup(root, "--no-check", "--wake-model", "hey_nobody")
+    assert proc.returncode == 2 and "--wake-model" in proc.stdout and "hey_nobody" in proc.stdout
+    assert config.load(etc / "config.yaml").wake.model == "hey_jarvis"

@@ -100,7 +100,7 @@ def test_interactive_setup_writes_a_valid_config_keeping_comments(box: Path) -> 
     child.expect(r"LED BCM pin \(none for no LED\) \[none\]: ")
     child.sendline("27")
     child.expect("blinking the LED three times")
-    child.expect(r"Mode: push_to_talk or always_on \[push_to_talk\]: ")
+    child.expect(r"Mode: push_to_talk, wake_word or always_on \[push_to_talk\]: ")
     child.sendline("always_on")
     child.expect("Wrote .*config.yaml")
     child.expect(pexpect.EOF)

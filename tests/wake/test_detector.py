@@ -44,3 +44,13 @@ def test_a_threshold_sets_the_cutoff_and_a_bad_path_is_a_wake_error() -> None:
     model.close()
     with pytest.raises(WakeError, match="wake.model"):
         load_model(WakeConfig(model="/nope/word.json"))
+
+
+def test_doctor_loads_the_model_and_reports_its_share_of_a_core() -> None:
+    from voicebox.config import Config, with_changes
+    from voicebox.doctor.wake import check_wake
+
+    good = check_wake(with_changes(Config(), **{"conversation.mode": "wake_word"}))
+    assert good.status == "ok" and "% of one core" in good.detail, good
+    bad = check_wake(with_changes(Config(), **{"wake.model": "/nope/word.json"}))
+    assert bad.status == "fail" and "/nope/word.json" in bad.detail and bad.fix

@@ -17,6 +17,7 @@ from voicebox.doctor.audio import check_audio
 from voicebox.doctor.network import check_network
 from voicebox.doctor.report import Check, as_json, exit_code, fail, ok, summary, warn
 from voicebox.doctor.service import check_service
+from voicebox.doctor.wake import check_wake
 
 DEADLINE_S = 60.0  # per check: two REST requests, a mic and speaker test, a 10 s button wait
 KEY_FIX = "save the key alone as UTF-8 text, or store it again: sudo voicebox setup"
@@ -105,6 +106,8 @@ def checks(
             )
         else:
             yield from run("audio", lambda: check_audio(c.audio, quiet))
+        if c.conversation.mode == "wake_word":
+            yield from run("wake word", lambda: check_wake(c))
     yield from run("permissions", lambda: h.check_permissions(host))
     yield from run("lgpio", lambda: h.check_lgpio(host))
     if cfg is not None and not (host.unit_active() and cfg.gpio.button.pin is not None):
