@@ -1,6 +1,6 @@
 # voicebox: every target sets the machine up first, so on a fresh clone each is the only command.
 PY := .venv/bin/python
-.PHONY: bootstrap test system-test test-arm64 lint format typecheck demo demo-phone bench chaos soak unit-check clean
+.PHONY: bootstrap test system-test test-arm64 lint format typecheck demo demo-phone demo-wake bench chaos soak unit-check clean
 ARCH ?= amd64
 
 bootstrap:
@@ -31,6 +31,10 @@ demo: bootstrap
 
 demo-phone: bootstrap
 	@$(PY) scripts/demo_phone.py
+
+# Hands-free with the local wake word: espeak-ng says "Okay nabu" and a question, twice.
+demo-wake: bootstrap
+	@$(PY) scripts/demo_wake.py
 
 bench: bootstrap
 	@$(PY) bench/run.py
