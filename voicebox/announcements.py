@@ -136,7 +136,8 @@ def tone(event_name: str, rate: int) -> bytes:
     return np.concatenate(parts).astype("<i2").tobytes()
 
 
-CHIMES = {"wake": (660.0, 990.0)}  # rising: heard you, go on
+# wake, rising: heard you, go on; mute, falling: the box stops listening; unmute: rising, lower
+CHIMES = {"wake": (660.0, 990.0), "mute": (880.0, 440.0), "unmute": (440.0, 660.0)}
 
 
 def chime(name: str, rate: int) -> bytes:

@@ -22,6 +22,8 @@ COMMANDS = {
     "devices": "voicebox.audio.devices:main_devices",
     "simulate": "voicebox.simulator.server:main_simulate",
     "status": "voicebox.status:main_status",
+    "mute": "voicebox.status:main_status",
+    "unmute": "voicebox.status:main_status",
     "say": "voicebox.tts:main_say",
     "announcements": "voicebox.announcements:main_announcements",
     "phone": "voicebox.phone.server:main_phone",
@@ -101,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--socket", default=None, help="status socket path (default from config)")
+
+    for name, what in (("mute", "privacy mute: no session, no wake word, no audio leaves the box"),
+                       ("unmute", "end the privacy mute")):  # fmt: skip
+        p = sub.add_parser(name, help=what)
+        _add_config(p)
+        p.add_argument("--socket", default=None, help="status socket path (default from config)")
 
     p = sub.add_parser("say", help="speak a phrase with text-to-speech")
     _add_config(p)

@@ -19,7 +19,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from voicebox import __version__, config, logs
+from voicebox import __version__, config, logs, mute
 from voicebox.announcements import Announcer
 from voicebox.audio.devices import AudioDeviceError
 from voicebox.audio.engine import AudioEngine
@@ -104,6 +104,9 @@ class Daemon:
             logs.event(log, "audio.unavailable", logging.ERROR, error=str(exc))
             self._set_wake(None)
             return EX_UNAVAILABLE
+        if mute.load(self.cfg.paths.state_dir):
+            self.supervisor.set_muted(True)
+            logs.event(log, "mute.restored", muted=True)
         self._open_gpio(loop)
         await self._open_status()
         self._apply_tuning(self._initial_tuning())
@@ -251,7 +254,11 @@ class Daemon:
 
     async def _open_status(self) -> None:
         path = Path(self.cfg.paths.runtime_dir) / "status.sock"
-        server = StatusServer(path, self.snapshot)
+        server = StatusServer(
+            path,
+            self.snapshot,
+            {"mute": lambda: self.set_muted(True), "unmute": lambda: self.set_muted(False)},
+        )
         try:
             await server.start()
         except OSError as exc:
@@ -279,9 +286,18 @@ class Daemon:
 
     # --- events --------------------------------------------------------------------------
 
+    def set_muted(self, muted: bool) -> dict[str, Any]:
+        """Mute or unmute (the status socket, a switch): kept in the state directory, a chime."""
+        changed = self.supervisor.set_muted(muted)
+        if changed:
+            mute.store(self.cfg.paths.state_dir, muted)
+            logs.event(log, "mute.on" if muted else "mute.off", state=self.state)
+            self.announcer.chime("mute" if muted else "unmute")
+        return {"muted": muted, "changed": changed, "state": "muted" if muted else "idle"}
+
     def _on_mic_chunk(self, chunk: Chunk) -> None:
         self.supervisor.on_mic_chunk(chunk)
-        if self.wake is not None:
+        if self.wake is not None and not self.supervisor.muted:
             self.wake.feed(chunk, self.supervisor.last_seq, self.audio.input_format.rate)
 
     def _on_wake(self, seq: int) -> None:
@@ -465,6 +481,7 @@ class Daemon:
             "tuning": dataclasses.asdict(t) | {"adaptive": self.cfg.tuning.adaptive},
             "runtime": {"tasks": _task_count()},
             "mode": self.cfg.conversation.mode,
+            "muted": self.supervisor.muted,
             "wake": self.wake.snapshot() if self.wake is not None else None,
             "environment": {
                 "board": self.env.board,

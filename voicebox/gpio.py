@@ -172,6 +172,7 @@ class PushButton:
 
 _SLOW_BLINK = (0.5, 1.0)  # on, off seconds
 _FAST_BLINK = (0.1, 0.1)
+_MUTED_BLINK = (0.08, 2.92)  # muted
 _PULSE = (0.6, 0.6)  # fade in, fade out seconds
 
 
@@ -206,6 +207,8 @@ class StatusLed:
                 led.blink(on_time=_SLOW_BLINK[0], off_time=_SLOW_BLINK[1])
             elif state == State.DEGRADED:
                 led.blink(on_time=_FAST_BLINK[0], off_time=_FAST_BLINK[1])
+            elif state == State.MUTED:  # a short flash every few seconds: on, but not listening
+                led.blink(on_time=_MUTED_BLINK[0], off_time=_MUTED_BLINK[1])
             else:  # idle, stopping
                 led.off()
         except Exception as exc:  # an LED fault is cosmetic: log, keep running

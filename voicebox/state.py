@@ -12,4 +12,5 @@ class State(enum.StrEnum):
     SPEAKING = "speaking"  # the agent's reply is playing
     RECONNECTING = "reconnecting"  # link lost, backing off before a new session
     DEGRADED = "degraded"  # configuration/account problem: long backoff, loud log
+    MUTED = "muted"  # privacy mute: no session, no wake word, no audio leaves the box
     STOPPING = "stopping"  # shutdown in progress

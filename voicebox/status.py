@@ -1,7 +1,10 @@
 """The daemon's local status: a Unix socket, the `voicebox status` command, a Prometheus textfile.
 
 Protocol: a client connects to the socket (mode 0600, in the runtime directory, never on the
-network); the daemon writes the snapshot as one JSON object and a newline, then closes.
+network: the daemon's user and root only) and may send one line, a command, then shuts its side
+down; the daemon answers one JSON object and a newline, then closes. No line (an end of file, or
+nothing within COMMAND_WAIT_S: a client that only reads) or `status` is the snapshot; the daemon's other commands (`mute`, `unmute`)
+answer what they did, and an unknown one answers {"error": ...}.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ EXIT_NOT_RUNNING = 3  # like `systemctl status` of an inactive unit
 EXIT_UNKNOWN = 4
 
 Snapshot = Callable[[], dict[str, Any]]
+Command = Callable[[], dict[str, Any]]
+COMMAND_WAIT_S = 0.5  # a client that sends no line gets the snapshot after this
+COMMAND_MAX = 64  # bytes of one command line
 
 
 def _snapshot_json(snapshot: Snapshot) -> bytes:
@@ -45,9 +51,12 @@ def _snapshot_json(snapshot: Snapshot) -> bytes:
 class StatusServer:
     """Serves the daemon's snapshot to local clients on a Unix socket."""
 
-    def __init__(self, path: Path, snapshot: Snapshot) -> None:
+    def __init__(
+        self, path: Path, snapshot: Snapshot, commands: dict[str, Command] | None = None
+    ) -> None:
         self.path = Path(path)
         self._snapshot = snapshot
+        self._commands = dict(commands or {})
         self._server: asyncio.base_events.Server | None = None
         self._inode: int | None = None
 
@@ -81,7 +90,15 @@ class StatusServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            writer.write(_snapshot_json(self._snapshot))
+            try:
+                line = await asyncio.wait_for(reader.readline(), COMMAND_WAIT_S)
+            except (TimeoutError, ValueError):  # nothing sent, or a line over the limit
+                line = b""
+            command = line[:COMMAND_MAX].decode("ascii", "replace").strip()
+            if command in ("", "status"):
+                writer.write(_snapshot_json(self._snapshot))
+            else:
+                writer.write(_snapshot_json(self._command(command)))
             await asyncio.wait_for(writer.drain(), 5.0)
         except (OSError, TimeoutError):
             pass
@@ -89,6 +106,14 @@ class StatusServer:
             writer.close()
             with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    def _command(self, name: str) -> Snapshot:
+        handler = self._commands.get(name)
+        if handler is None:
+            event(log, "status.unknown_command", logging.WARNING, command=name[:COMMAND_MAX])
+            known = ", ".join(["status", *self._commands])
+            return lambda: {"error": f"unknown command {name!r} (known: {known})"}
+        return handler
 
     async def stop(self) -> None:
         """Stop listening and remove the socket (only if it is still ours)."""
@@ -130,11 +155,15 @@ def _socket_path(args: argparse.Namespace) -> Path:
     return Path(cfg.paths.runtime_dir) / SOCKET_NAME
 
 
-def read_status(path: Path, timeout_s: float = 5.0) -> dict[str, Any]:
-    """The daemon's snapshot; raises OSError (not running, no access) or ValueError."""
+def read_status(path: Path, timeout_s: float = 5.0, command: str = "status") -> dict[str, Any]:
+    """The daemon's answer to `command` (the snapshot by default); raises OSError (not running,
+    no access) or ValueError."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
         sock.connect(str(path))
+        if command != "status":  # the snapshot is asked for with no line, as before commands
+            sock.sendall(command.encode("ascii") + b"\n")
+        sock.shutdown(socket.SHUT_WR)  # the end of the request: the daemon answers at once
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
@@ -146,6 +175,9 @@ def read_status(path: Path, timeout_s: float = 5.0) -> dict[str, Any]:
 
 def main_status(args: argparse.Namespace) -> int:
     path = _socket_path(args)
+    command = getattr(args, "command", "status")
+    if command != "status":
+        return _main_command(path, command)
     try:
         snap = read_status(path)
     except (FileNotFoundError, ConnectionRefusedError):
@@ -161,6 +193,26 @@ def main_status(args: argparse.Namespace) -> int:
         print(json.dumps(snap, indent=2, sort_keys=True))
     else:
         sys.stdout.write(render(snap))
+    return 0
+
+
+def _main_command(path: Path, command: str) -> int:
+    """`voicebox mute` / `voicebox unmute`: one line saying what the daemon did."""
+    try:
+        answer = read_status(path, command=command)
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(f"voicebox is not running (no daemon at {path})", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except PermissionError:
+        print(f"cannot reach {path}: permission denied (try sudo)", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except (OSError, ValueError) as exc:
+        print(f"cannot reach the daemon at {path}: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if "error" in answer:
+        print(f"voicebox {command}: {answer['error']}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    print(f"voicebox {answer.get('state', '?')} (muted: {_value('muted', answer.get('muted'))})")
     return 0
 
 

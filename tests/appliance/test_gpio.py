@@ -214,6 +214,13 @@ async def test_led_patterns(factory: MockFactory) -> None:
         await wait_states(factory, 18, lambda s: len(s) - mark >= 3)
         assert set(led_states(factory, 18)[mark:]) <= {0.5, 0.0}
 
+        mark = len(pin.states)
+        led.show(State.MUTED)  # a short flash, then a long dark: on, but not listening
+        await wait_states(factory, 18, lambda s: 0.5 in s[mark:] and s[-1] == 0.0)
+        flash = led_states(factory, 18)[mark:]
+        assert set(flash) <= {0.5, 0.0}
+        assert pin.state == 0.0  # the flash was 0.08 s: now the long dark (2.92 s)
+
         led.show(State.STOPPING)
         assert pin.state == 0
         mark = len(pin.states)

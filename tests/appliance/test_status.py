@@ -246,3 +246,28 @@ async def test_metrics_rewritten_periodically(tmp_path: Path) -> None:
         assert parse_metrics(path.read_text())["voicebox_uptime_s"] >= 3
     finally:
         task.cancel()
+
+
+@pytest.mark.asyncio
+async def test_commands_and_a_client_that_only_reads(rundir: Path) -> None:
+    """A command line gets its handler's answer, an unknown one an error; a client that sends
+    nothing and only reads (an older `voicebox status`) still gets the snapshot."""
+    path = rundir / "status.sock"
+    calls: list[str] = []
+    server = StatusServer(path, lambda: SNAPSHOT, {"mute": lambda: calls.append("m") or {"ok": 1}})
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        writer.write(b"mute\n")
+        assert json.loads(await asyncio.wait_for(reader.read(), HANG_GUARD_S)) == {"ok": 1}
+        writer.close()
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        writer.write(b"reboot\n")
+        answer = json.loads(await asyncio.wait_for(reader.read(), HANG_GUARD_S))
+        assert "unknown command 'reboot'" in answer["error"] and calls == ["m"]
+        writer.close()
+        reader, writer = await asyncio.open_unix_connection(str(path))  # sends nothing at all
+        assert json.loads(await asyncio.wait_for(reader.read(), HANG_GUARD_S)) == SNAPSHOT
+        writer.close()
+    finally:
+        await server.stop()

@@ -91,6 +91,7 @@ class Supervisor:
         # wake_word: the last mic frames while idle, so what follows the word is not lost
         self._preroll = FrameWindow(PREROLL_S)
         self._woken = False  # the next attempt follows a wake word
+        self.muted = False  # privacy mute: nothing opens, nothing is sent or kept
         self._receive_timeout = conv.receive_timeout_s
         self._buffer = FrameWindow(conv.resume_buffer_s)  # captured while no session is ready
         self._unconfirmed: list[MicFrame] = []  # from the link that ended, for the next one
@@ -150,7 +151,7 @@ class Supervisor:
         try:
             while not self._stopping:
                 if not self._wanted:
-                    self._set_state(State.IDLE)
+                    self._set_state(State.MUTED if self.muted else State.IDLE)
                     if self._one_conversation:
                         break
                     self._wake.clear()
@@ -206,6 +207,8 @@ class Supervisor:
             self._voice_at = t0
         seq = self._seq
         self._seq = seq + 1
+        if self.muted:
+            return
         if link is not None and link.session.ready:
             link.send_mic(chunk, rate, self._mic_live, t0, seq)
         elif self._wanted and self._mic_live and not self._stopping:
@@ -217,7 +220,7 @@ class Supervisor:
         """The wake word was heard, ending in mic chunk `after_seq`. Idle: open a hands-free
         conversation, sending what was said after the word (from the pre-roll, then buffered
         until the session is ready): "opened". The agent speaking: "barge_in". Else "ignored"."""
-        if self._stopping:
+        if self._stopping or self.muted:
             return "ignored"
         if self._wanted:
             if self._barge_in():
@@ -245,8 +248,28 @@ class Supervisor:
         else:
             self.wake(self._seq - 1)
 
+    def set_muted(self, muted: bool) -> bool:
+        """Privacy mute: close what is open (the agent cut mid-sentence), send and keep no mic
+        audio, open nothing until unmuted; unmuted: idle again (always_on: a session opens).
+        False when it already was so."""
+        if muted == self.muted:
+            return False
+        if muted:
+            self.end_conversation()
+            self._preroll.clear()
+            self.muted = True
+            self._wake.set()  # the run loop reports MUTED (or will, once the link has closed)
+        else:
+            self.muted = False
+            self._wanted = self._always_on
+            self._mic_live = self._always_on
+            self._wake.set()
+        return True
+
     def press(self) -> None:
         """Button down: open a session if none, mic live, barge in on the agent."""
+        if self.muted:
+            return
         self._mic_live = True
         if self._barge_in():
             self._counters["barge_ins"] += 1
@@ -307,7 +330,7 @@ class Supervisor:
         if always_on != self._always_on:
             self._always_on = always_on
             self._mic_live = always_on or (self._hands_free and self._wanted)
-            if always_on and not self._wanted:
+            if always_on and not self._wanted and not self.muted:
                 self._wanted = True
                 self._wake.set()
 
@@ -367,6 +390,7 @@ class Supervisor:
         return {
             "state": str(self._state),
             "mode": self._mode,
+            "muted": self.muted,
             "conversation_id": conversation_id,
             "age_s": age,
             "last_close": dict(self._last_close),
