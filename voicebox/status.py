@@ -3,8 +3,8 @@
 Protocol: a client connects to the socket (mode 0600, in the runtime directory, never on the
 network: the daemon's user and root only) and may send one line, a command, then shuts its side
 down; the daemon answers one JSON object and a newline, then closes. No line (an end of file, or
-nothing within COMMAND_WAIT_S: a client that only reads) or `status` is the snapshot; the daemon's other commands (`mute`, `unmute`)
-answer what they did, and an unknown one answers {"error": ...}.
+nothing within COMMAND_WAIT_S: a client that only reads) or `status` is the snapshot; the
+daemon's other commands (`mute`, `unmute`) answer what they did, an unknown one {"error": ...}.
 """
 
 from __future__ import annotations
