@@ -48,7 +48,7 @@ from voicebox.tts import TtsError, pcm_rate, synthesis_format, synthesize
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("ready", "reconnecting", "degraded", "back_online", "rollover")
+EVENTS = ("ready", "reconnecting", "degraded", "back_online", "rollover", "daily_limit")
 MAGIC = b"VBTTS01\n"
 HEADER = struct.Struct("<8sIQI")  # magic, sample rate, PCM byte length, CRC-32 of the PCM
 WAIT_LIMIT_S = 60.0
@@ -158,6 +158,8 @@ def phrase_for(cfg: Config, event_name: str) -> str | None:
     """The configured phrase of an event (None: disabled or unknown)."""
     if event_name not in EVENTS:
         return None
+    if event_name == "daily_limit" and cfg.conversation.daily_limit_minutes is None:
+        return None  # no limit: the phrase is never spoken, so never synthesised or cached
     value = getattr(cfg.announcements, event_name)
     return value if isinstance(value, str) and value.strip() else None
 

@@ -201,6 +201,11 @@ class ConversationConfig:
     rollover: bool = _f(True, "open the next session at a quiet moment before the cap")
     rollover_margin_s: float = _f(30.0, "how long before the cap a rollover may start", ge=0)
     context_turns: int = _f(8, "transcript lines carried into the next session", ge=0)
+    daily_limit_minutes: float | None = _f(
+        None,
+        "conversation minutes a day; then nothing opens until midnight but by the button",
+        gt=0,
+    )
     reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
 
 
@@ -308,6 +313,10 @@ class AnnouncementsConfig:
     )
     back_online: str | None = _f("Back online.", "recovered from reconnecting or degraded")
     rollover: str | None = _f(None, "session rolled over at the duration cap")
+    daily_limit: str | None = _f(
+        "That's all the conversation time for today. Press the button if you need me.",
+        "conversation.daily_limit_minutes reached",
+    )
     rule: Literal["wait", "interrupt"] = _f("wait", "while the agent speaks: wait, or cut it")
 
 

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import faulthandler
 import logging
 import signal
@@ -19,7 +20,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from voicebox import __version__, config, logs, mute
+from voicebox import __version__, config, logs, mute, usage
 from voicebox.announcements import Announcer
 from voicebox.audio.devices import AudioDeviceError
 from voicebox.audio.engine import AudioEngine
@@ -40,6 +41,7 @@ log = logging.getLogger("voicebox.daemon")
 
 EX_UNAVAILABLE = 69  # the audio configuration cannot work at all (a missing device is waited for)
 STOP_TIMEOUT_S = 5.0
+USAGE_SAVE_S = 60.0  # a power cut loses at most this much of the minutes counted
 
 # Announcements spoken on state changes: (previous state group, new state) -> event.
 _TROUBLE = {State.RECONNECTING, State.DEGRADED}
@@ -67,6 +69,10 @@ class Daemon:
         self.supervisor = Supervisor(cfg, self.audio, api_key, self.tools, self._on_state)
         self.announcer = Announcer(cfg, self.audio, api_key, cut_agent=self.supervisor.cut_agent)
         self.wake: WakeListener | None = None
+        self.usage = usage.UsageLedger.load(cfg.paths.state_dir)
+        self.limit = usage.DailyLimit(cfg.conversation.daily_limit_minutes)
+        self._counted_at = time.monotonic()  # the usage ledger is counted up to here
+        self._saved_at = self._counted_at
         self.button: PushButton | StdinButton | None = None
         self.led: StatusLed | None = None
         self.status_server: StatusServer | None = None
@@ -107,6 +113,10 @@ class Daemon:
         if mute.load(self.cfg.paths.state_dir):
             self.supervisor.set_muted(True)
             logs.event(log, "mute.restored", muted=True)
+        if self.limit.blocks(self.usage, datetime.datetime.now()):  # over today's limit at start
+            self.supervisor.set_limited(True)
+            logs.event(log, "usage.limit_reached", limit_minutes=self.limit.minutes,
+                       **self.usage.summary(datetime.datetime.now()))  # fmt: skip
         self._open_gpio(loop)
         await self._open_status()
         self._apply_tuning(self._initial_tuning())
@@ -170,6 +180,8 @@ class Daemon:
             async with asyncio.timeout(STOP_TIMEOUT_S):
                 await self.audio.stop()
         self._set_wake(None)
+        self._count_usage(time.monotonic())
+        self.usage.save()
         if self.led is not None:
             self.led.close()
         if self.button is not None:
@@ -208,6 +220,7 @@ class Daemon:
         logging.getLogger().setLevel(new.logging.level.upper())
         self.supervisor.update_config(new)
         self.announcer.update_config(new)
+        self.limit.minutes = new.conversation.daily_limit_minutes
         self.audio.set_volume(new.audio.output.volume)
         self.audio.set_processing(processing_settings(new))
         self._apply_gpio(new)
@@ -306,9 +319,16 @@ class Daemon:
                    state=self.state, outcome=outcome)  # fmt: skip
         if outcome == "opened":
             self.announcer.chime("wake")
+        elif outcome == "limited":
+            self._announce("daily_limit")
 
     def _on_button(self, action: ButtonAction) -> None:
         logs.event(log, "button", action=action.name.lower(), state=self.state)
+        if action is ButtonAction.TALK_START and self.supervisor.limited:
+            # Over the daily limit the button still works: one conversation more, then the limit.
+            self.limit.allow_one(datetime.datetime.now())
+            self.supervisor.set_limited(False)
+            logs.event(log, "usage.limit_overridden", **self.usage.summary(datetime.datetime.now()))
         if self.cfg.conversation.mode == "wake_word":  # hands-free: a press starts or ends
             if action is ButtonAction.TALK_START:
                 self.supervisor.toggle()
@@ -329,6 +349,8 @@ class Daemon:
         self._set_state(state, fields)
         if self.state is State.STOPPING:
             return
+        if state is State.IDLE and previous is not State.IDLE:
+            self.limit.end_override()  # the one conversation more is over
         if state is State.IDLE and previous is not State.IDLE and self.wake is not None:
             logs.event(log, "wake.listening", model=self.wake.cfg.model, word=self.wake.wake_word)
         if state is State.RECONNECTING and previous not in _TROUBLE:
@@ -356,7 +378,27 @@ class Daemon:
             self.led.show(state)
         self.notifier.status(self._status_text())
 
+    def _count_usage(self, now: float) -> None:
+        """Add the time since the last count to the ledger if a session was open; apply the
+        daily limit; save the ledger every USAGE_SAVE_S."""
+        elapsed, self._counted_at = now - self._counted_at, now
+        wall = datetime.datetime.now()
+        if self.supervisor.session_open:
+            quiet = self.supervisor.quiet_for_s() > usage.QUIET_AFTER_S
+            self.usage.add(wall, elapsed, quiet)
+        blocked = self.limit.blocks(self.usage, wall)
+        if blocked != self.supervisor.limited:
+            self.supervisor.set_limited(blocked)
+            if blocked:
+                logs.event(log, "usage.limit_reached", limit_minutes=self.limit.minutes,
+                           **self.usage.summary(wall))  # fmt: skip
+                self._announce("daily_limit")
+        if now - self._saved_at >= USAGE_SAVE_S:
+            self._saved_at = now
+            self.usage.save()
+
     def _on_sample(self, sample: Sample) -> None:
+        self._count_usage(time.monotonic())
         changes = self.tuner.update(
             time.monotonic(),
             sample,
@@ -427,6 +469,9 @@ class Daemon:
                     processing_cpu_percent=stats.processing_cpu_percent,
                     echo_converged=stats.echo_converged,
                 )
+            minutes = self.usage.summary(datetime.datetime.now())
+            counters.update(today_minutes=minutes["today_minutes"],
+                            month_minutes=minutes["month_minutes"])  # fmt: skip
             logs.event(log, "health", state=self.state, **health_line_fields(sample, counters))
 
     # --- health and status ---------------------------------------------------------------
@@ -482,6 +527,11 @@ class Daemon:
             "runtime": {"tasks": _task_count()},
             "mode": self.cfg.conversation.mode,
             "muted": self.supervisor.muted,
+            "usage": {
+                **self.usage.summary(datetime.datetime.now()),
+                "daily_limit_minutes": self.limit.minutes,
+                "limited": self.supervisor.limited,
+            },
             "wake": self.wake.snapshot() if self.wake is not None else None,
             "environment": {
                 "board": self.env.board,

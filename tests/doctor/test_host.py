@@ -256,13 +256,14 @@ def test_announcement_cache_and_free_space_are_read_under_the_root(root: Path) -
     cfg = with_changes(Config(), **{"paths.state_dir": "/var/lib/voicebox"})
     host = Host(root=root)
     missing = h.check_cache(cfg, host)
-    assert missing.status == "warn" and missing.detail.startswith("4 of 4 phrases not cached")
+    n = sum(1 for name in announcements.EVENTS if announcements.phrase_for(cfg, name))
+    assert missing.status == "warn" and missing.detail.startswith(f"{n} of {n} phrases not cached")
     fmt = tts.synthesis_format(cfg)
     cache = announcements.PhraseCache(root / "var/lib/voicebox/tts")
     for name in announcements.EVENTS:
         if text := announcements.phrase_for(cfg, name):
             cache.store(announcements.cache_key(cfg, text, fmt), tts.pcm_rate(fmt), b"\0\0" * 10)
-    assert h.check_cache(cfg, host).detail == f"all 4 phrases cached ({fmt})"
+    assert h.check_cache(cfg, host).detail == f"all {n} phrases cached ({fmt})"
     disk = h.check_disk(cfg, host)
     assert disk.status == "ok" and disk.detail.startswith("/var/lib/voicebox: ")
     assert h.check_cache(with_changes(cfg, **{"announcements.enabled": False}), host).status == "ok"

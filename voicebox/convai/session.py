@@ -400,6 +400,11 @@ class Session:
 
     # --- local events --------------------------------------------------------------------------
 
+    @property
+    def last_activity(self) -> float:
+        """Loop time either side last spoke (or a tool ran): the idle close counts from it."""
+        return self._last_activity
+
     def mic(self, samples: Chunk, rate: int, live: bool, now: float) -> list[Action]:
         """A mic chunk: encoded in the session's input format; while the mic is gated, silence of
         the same duration, sent once GATED_FRAME_S of it has gathered."""

@@ -92,6 +92,7 @@ class Supervisor:
         self._preroll = FrameWindow(PREROLL_S)
         self._woken = False  # the next attempt follows a wake word
         self.muted = False  # privacy mute: nothing opens, nothing is sent or kept
+        self.limited = False  # the daily limit: nothing opens (the daemon lifts it for a press)
         self._receive_timeout = conv.receive_timeout_s
         self._buffer = FrameWindow(conv.resume_buffer_s)  # captured while no session is ready
         self._unconfirmed: list[MicFrame] = []  # from the link that ended, for the next one
@@ -151,7 +152,10 @@ class Supervisor:
         try:
             while not self._stopping:
                 if not self._wanted:
-                    self._set_state(State.MUTED if self.muted else State.IDLE)
+                    if self.muted:
+                        self._set_state(State.MUTED)
+                    else:
+                        self._set_state(State.IDLE, reason="daily_limit" if self.limited else None)
                     if self._one_conversation:
                         break
                     self._wake.clear()
@@ -222,6 +226,8 @@ class Supervisor:
         until the session is ready): "opened". The agent speaking: "barge_in". Else "ignored"."""
         if self._stopping or self.muted:
             return "ignored"
+        if self.limited and not self._wanted:
+            return "limited"
         if self._wanted:
             if self._barge_in():
                 self._counters["barge_ins"] += 1
@@ -261,14 +267,40 @@ class Supervisor:
             self._wake.set()  # the run loop reports MUTED (or will, once the link has closed)
         else:
             self.muted = False
-            self._wanted = self._always_on
-            self._mic_live = self._always_on
+            self._wanted = self._always_on and not self.limited
+            self._mic_live = self._wanted
             self._wake.set()
         return True
 
+    def set_limited(self, limited: bool) -> None:
+        """The daily limit: close what is open and open nothing (a wake is refused) until it is
+        lifted; lifted, always_on reopens."""
+        if limited == self.limited:
+            return
+        self.limited = limited
+        if limited:
+            if self._wanted:
+                self.end_conversation()
+        elif not self.muted:
+            self._wanted = self._always_on
+            self._mic_live = self._always_on
+        self._wake.set()
+
+    @property
+    def session_open(self) -> bool:
+        link = self._link
+        return link is not None and link.session.ready and not link.done.is_set()
+
+    def quiet_for_s(self) -> float:
+        """How long neither side has spoken in the open session (0 when none is open)."""
+        link = self._link
+        if link is None or not link.session.ready:
+            return 0.0
+        return max(0.0, link.now() - link.session.last_activity)
+
     def press(self) -> None:
         """Button down: open a session if none, mic live, barge in on the agent."""
-        if self.muted:
+        if self.muted or (self.limited and not self._wanted):
             return
         self._mic_live = True
         if self._barge_in():
@@ -330,7 +362,7 @@ class Supervisor:
         if always_on != self._always_on:
             self._always_on = always_on
             self._mic_live = always_on or (self._hands_free and self._wanted)
-            if always_on and not self._wanted and not self.muted:
+            if always_on and not self._wanted and not self.muted and not self.limited:
                 self._wanted = True
                 self._wake.set()
 

@@ -17,6 +17,7 @@ from voicebox.doctor.audio import check_audio
 from voicebox.doctor.network import check_network
 from voicebox.doctor.report import Check, as_json, exit_code, fail, ok, summary, warn
 from voicebox.doctor.service import check_service
+from voicebox.doctor.usage import check_usage
 from voicebox.doctor.wake import check_wake
 
 DEADLINE_S = 60.0  # per check: two REST requests, a mic and speaker test, a 10 s button wait
@@ -126,6 +127,7 @@ def checks(
         c = cfg
         yield from run("announcements", lambda: h.check_cache(c, host))
         yield from run("free space", lambda: h.check_disk(c, host))
+        yield from run("conversation time", lambda: check_usage(c))
     yield from run("temperature", lambda: h.check_temperature(host))
     yield from run("power", lambda: h.check_throttling(host))
 
