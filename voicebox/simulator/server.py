@@ -36,12 +36,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
+import numpy as np
+import numpy.typing as npt
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from voicebox import logs
-from voicebox.audio.formats import AudioFormat, decode
+from voicebox.audio.formats import AudioFormat, decode, encode
 from voicebox.convai import messages as m
 from voicebox.simulator import chaos
 from voicebox.simulator.agents import AGENTS_PATH, agent_settings
@@ -95,6 +97,9 @@ class SimConfig:
     vad_hangover_ms: int = 600
     interruptions: bool = True
     voice_harmonics: int = 5  # the agent's voice: 5 stays under 1 kHz, 20 is as wide as a voice
+    # The agent's voice for a reply's text at a sample rate, int16 mono (e.g. espeak-ng, so the
+    # words can be heard); None: speech-like audio whose length follows seconds_per_char.
+    voice: Callable[[str, int], npt.NDArray[np.int16]] | None = None
     tool_call_turns: frozenset[int] = frozenset()  # user turns answered via a client tool call
     tool_name: str = "get_time"
     tool_timeout_s: float = 10.0
@@ -490,8 +495,12 @@ class _Session:
         """Stream one reply: agent_response, audio events ahead of real time, then complete."""
         cfg, fmt = self.cfg, self.fmt_out
         await asyncio.sleep(cfg.reply_delay_s if delay_s is None else delay_s)
-        duration = min(cfg.max_reply_s, max(0.4, len(text) * cfg.seconds_per_char))
-        pcm = speech_bytes(duration, fmt, f0=180.0, harmonics=cfg.voice_harmonics)
+        if cfg.voice is not None:
+            pcm = encode(await asyncio.to_thread(cfg.voice, text, fmt.rate), fmt)
+            duration = len(pcm) / fmt.bytes_per_sample / fmt.rate
+        else:
+            duration = min(cfg.max_reply_s, max(0.4, len(text) * cfg.seconds_per_char))
+            pcm = speech_bytes(duration, fmt, f0=180.0, harmonics=cfg.voice_harmonics)
         step = max(1, fmt.rate * cfg.chunk_ms // 1000) * fmt.bytes_per_sample
         byte_rate = fmt.rate * fmt.bytes_per_sample
         reply = _Reply(text, duration)
