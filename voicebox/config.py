@@ -234,6 +234,9 @@ class ButtonConfig:
     hold_ms: int = _f(2000, "a hold this long ends the conversation", ge=100)
     active_low: bool = _f(True, "button to ground with the internal pull-up")
     mode: Literal["hold", "toggle"] = _f("hold", "hold: mic live while held; toggle: press on/off")
+    long_press: Literal["end", "mute"] = _f(
+        "end", "a hold of hold_ms: end the conversation, or mute / unmute (the mute closes it too)"
+    )
 
 
 @dataclass(frozen=True)
@@ -244,9 +247,24 @@ class LedConfig:
 
 
 @dataclass(frozen=True)
+class MuteSwitchConfig:
+    """The privacy mute on a pin of its own: a switch (muted while closed) or a push button."""
+
+    pin: int | None = _f(None, "BCM pin; null for none", ge=0, le=53)
+    kind: Literal["switch", "button"] = _f(
+        "switch",
+        "switch: muted while closed, and it overrules voicebox unmute; button: a press "
+        "mutes or unmutes",
+    )
+    active_low: bool = _f(True, "switch or button to ground with the internal pull-up")
+    bounce_ms: int = _f(30, "debounce", ge=0)
+
+
+@dataclass(frozen=True)
 class GpioConfig:
     button: ButtonConfig = field(default_factory=ButtonConfig)
     led: LedConfig = field(default_factory=LedConfig)
+    mute: MuteSwitchConfig = field(default_factory=MuteSwitchConfig)
 
 
 @dataclass(frozen=True)
@@ -614,6 +632,15 @@ def _cross_checks(cfg: Config, loader: _Loader) -> None:
     problem = api_base_problem(cfg.agent.api_base)
     if problem is not None:
         loader.problem(nodes.get("agent.api_base"), "agent.api_base", problem)
+    pins: dict[int, str] = {}
+    for key in ("gpio.button.pin", "gpio.led.pin", "gpio.mute.pin"):
+        _, part, _ = key.split(".")
+        pin = getattr(cfg.gpio, part).pin
+        if pin is None:
+            continue
+        if pin in pins:
+            loader.problem(nodes.get(key), key, f"GPIO{pin} is already {pins[pin]}")
+        pins.setdefault(pin, key)
     for key in ("phone.public_url", "phone.api_base"):
         url = getattr(cfg.phone, key.split(".")[1])
         problem = api_base_problem(url) if url else None

@@ -26,11 +26,12 @@ from voicebox.audio.devices import AudioDeviceError
 from voicebox.audio.engine import AudioEngine
 from voicebox.audio.port import Chunk
 from voicebox.audio.processing import processing_settings
-from voicebox.config import EX_CONFIG, Config, ConfigError, Secret
+from voicebox.config import EX_CONFIG, Config, ConfigError, MuteSwitchConfig, Secret
 from voicebox.convai.supervisor import Supervisor
 from voicebox.convai.tools import builtin_tools
 from voicebox.gpio import ButtonAction, PushButton, StatusLed, StdinButton, open_gpio
 from voicebox.monitor import Monitor, Sample, detect_environment, health_line_fields
+from voicebox.mute_switch import MuteSwitch
 from voicebox.state import State
 from voicebox.status import MetricsFile, StatusServer, write_metrics_periodically
 from voicebox.systemd import Notifier, feed_watchdog
@@ -75,6 +76,7 @@ class Daemon:
         self._saved_at = self._counted_at
         self.button: PushButton | StdinButton | None = None
         self.led: StatusLed | None = None
+        self.mute_switch: MuteSwitch | None = None
         self.status_server: StatusServer | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -186,6 +188,8 @@ class Daemon:
             self.led.close()
         if self.button is not None:
             self.button.close()
+        if self.mute_switch is not None:
+            self.mute_switch.close()
         if self.status_server is not None:
             await self.status_server.stop()
         logs.event(log, "daemon.stopped", uptime_s=round(time.monotonic() - self.started, 1))
@@ -231,6 +235,7 @@ class Daemon:
     # --- parts ---------------------------------------------------------------------------
 
     def _open_gpio(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._open_mute_switch(loop, self.cfg.gpio.mute)
         if self.simulate_button:
             self.button = StdinButton(loop, self._on_button)
             logs.event(log, "gpio.simulated", source="stdin")
@@ -239,8 +244,30 @@ class Daemon:
         if self.led is not None:
             self.led.show(self.state)
 
+    def _open_mute_switch(self, loop: asyncio.AbstractEventLoop, cfg: MuteSwitchConfig) -> None:
+        """Open gpio.mute (closing the one before); a closed switch mutes at once."""
+        if self.mute_switch is not None:
+            self.mute_switch.close()
+            self.mute_switch = None
+        if cfg.pin is None:
+            return
+        try:
+            on_change = lambda muted: self.set_muted(muted, "gpio")  # noqa: E731
+            self.mute_switch = MuteSwitch(cfg, loop, on_change, lambda: self.supervisor.muted)
+        except Exception as exc:
+            level, name = logging.ERROR, "gpio.error"
+            if isinstance(exc, ImportError):  # no pin factory: not a Pi (gpiozero's BadPinFactory)
+                level, name = logging.WARNING, "gpio.unavailable"
+            logs.event(log, name, level, device="mute", pin=cfg.pin, error=str(exc))
+            return
+        if self.mute_switch.holds_mute:
+            self.set_muted(True, "gpio")
+
     def _apply_gpio(self, new: Config) -> None:
         """Reload: reconfigure the button and LED, open ones that are new, close removed ones."""
+        current = self.mute_switch.cfg if self.mute_switch is not None else None
+        if new.gpio.mute != current and (new.gpio.mute.pin is not None or current is not None):
+            self._open_mute_switch(asyncio.get_running_loop(), new.gpio.mute)
         if isinstance(self.button, PushButton):
             if new.gpio.button.pin is None:
                 self.button.close()
@@ -299,12 +326,17 @@ class Daemon:
 
     # --- events --------------------------------------------------------------------------
 
-    def set_muted(self, muted: bool) -> dict[str, Any]:
-        """Mute or unmute (the status socket, a switch): kept in the state directory, a chime."""
+    def set_muted(self, muted: bool, source: str = "socket") -> dict[str, Any]:
+        """Mute or unmute (the status socket, the button, gpio.mute): kept in the state
+        directory, a chime. A closed mute switch refuses an unmute from anywhere else."""
+        switch = self.mute_switch
+        if not muted and source != "gpio" and switch is not None and switch.holds_mute:
+            logs.event(log, "mute.unmute_refused", source=source, pin=switch.cfg.pin)
+            return {"error": f"the mute switch on GPIO{switch.cfg.pin} is closed: open it"}
         changed = self.supervisor.set_muted(muted)
         if changed:
             mute.store(self.cfg.paths.state_dir, muted)
-            logs.event(log, "mute.on" if muted else "mute.off", state=self.state)
+            logs.event(log, "mute.on" if muted else "mute.off", state=self.state, source=source)
             self.announcer.chime("mute" if muted else "unmute")
         return {"muted": muted, "changed": changed, "state": "muted" if muted else "idle"}
 
@@ -324,6 +356,9 @@ class Daemon:
 
     def _on_button(self, action: ButtonAction) -> None:
         logs.event(log, "button", action=action.name.lower(), state=self.state)
+        if action is ButtonAction.TOGGLE_MUTE:  # gpio.button.long_press: mute
+            self.set_muted(not self.supervisor.muted, "button")
+            return
         if action is ButtonAction.TALK_START and self.supervisor.limited:
             # Over the daily limit the button still works: one conversation more, then the limit.
             self.limit.allow_one(datetime.datetime.now())
@@ -527,6 +562,11 @@ class Daemon:
             "runtime": {"tasks": _task_count()},
             "mode": self.cfg.conversation.mode,
             "muted": self.supervisor.muted,
+            "mute_switch": (
+                {"pin": self.mute_switch.cfg.pin, "closed": self.mute_switch.closed}
+                if self.mute_switch is not None
+                else None
+            ),
             "usage": {
                 **self.usage.summary(datetime.datetime.now()),
                 "daily_limit_minutes": self.limit.minutes,

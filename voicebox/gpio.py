@@ -30,18 +30,23 @@ class ButtonAction(enum.Enum):
     TALK_START = "talk_start"
     TALK_STOP = "talk_stop"
     END_CONVERSATION = "end_conversation"
+    TOGGLE_MUTE = "toggle_mute"  # gpio.button.long_press: mute
 
 
 class ButtonLogic:
     """Button edges + mode -> actions; pure (no I/O, no clock).
 
     hold: press starts talking, release stops. toggle: each press starts or stops. In both modes a
-    long hold ends the conversation and its release does nothing more. Repeated or out-of-order
-    edges (a press while down, a release while up, a second hold) are ignored.
+    long hold ends the conversation (long_press "mute": toggles the mute, which ends it too) and
+    its release does nothing more. Repeated or out-of-order edges (a press while down, a release
+    while up, a second hold) are ignored.
     """
 
-    def __init__(self, mode: Literal["hold", "toggle"]) -> None:
+    def __init__(
+        self, mode: Literal["hold", "toggle"], long_press: Literal["end", "mute"] = "end"
+    ) -> None:
         self.mode = mode
+        self.long_press = long_press
         self._down = False
         self._held = False
         self._talking = False
@@ -70,6 +75,8 @@ class ButtonLogic:
             return []
         self._held = True
         self._talking = False
+        if self.long_press == "mute":
+            return [ButtonAction.TOGGLE_MUTE]
         return [ButtonAction.END_CONVERSATION]
 
 
@@ -92,7 +99,7 @@ class PushButton:
         self._on_action = on_action
         self._factory = pin_factory
         self._cfg = cfg
-        self._logic = ButtonLogic(cfg.mode)
+        self._logic = ButtonLogic(cfg.mode, cfg.long_press)
         self._generation = 0
         self._button: Any = None
         self._open(cfg)
@@ -147,7 +154,7 @@ class PushButton:
             self._cfg.active_low,
         )
         self._cfg = cfg
-        self._logic = ButtonLogic(cfg.mode)
+        self._logic = ButtonLogic(cfg.mode, cfg.long_press)
         if hardware_same and self._button is not None:
             event(log, "button.reconfigured", pin=cfg.pin, mode=cfg.mode)
             return
