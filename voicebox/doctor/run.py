@@ -14,6 +14,7 @@ from voicebox import config
 from voicebox.config import API_KEY_ENV, CREDENTIAL_NAME, Config, Secret
 from voicebox.doctor import host as h
 from voicebox.doctor.audio import check_audio
+from voicebox.doctor.mute import check_mute
 from voicebox.doctor.network import check_network
 from voicebox.doctor.report import Check, as_json, exit_code, fail, ok, summary, warn
 from voicebox.doctor.service import check_service
@@ -120,6 +121,9 @@ def checks(
             "voicebox is running and holds the button pin: not read",
             "to test the button too: sudo systemctl stop voicebox; voicebox doctor --button",
         )
+    if cfg is not None:
+        c, free = cfg, not host.unit_active()
+        yield from run("mute", lambda: check_mute(c, pin_factory, read_pin=free))
     yield from run("systemd", lambda: h.check_systemd(host))
     yield from run("credential", lambda: h.check_credential(host))
     yield from run("journal", lambda: h.check_journal(host))
