@@ -4,13 +4,11 @@ file counts as muted, the side that keeps the room private."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from voicebox.logs import event
+from voicebox.statefile import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +29,8 @@ def load(state_dir: str | Path) -> bool:
 
 def store(state_dir: str | Path, muted: bool) -> None:
     """Record the mute; a failure is logged (the mute itself still holds until a restart)."""
-    directory = Path(state_dir)
+    path = Path(state_dir) / FILE_NAME
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".muted.")
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write("1\n" if muted else "0\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, directory / FILE_NAME)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, "1\n" if muted else "0\n")
     except OSError as exc:
-        event(log, "mute.not_stored", logging.WARNING, path=directory / FILE_NAME, error=str(exc))
+        event(log, "mute.not_stored", logging.WARNING, path=path, error=str(exc))

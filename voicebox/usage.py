@@ -11,17 +11,15 @@ local midnight, unless the button asks for one conversation more.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from voicebox.logs import event
+from voicebox.statefile import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +99,7 @@ class UsageLedger:
             }
         }
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".usage.")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(data, f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_atomic(self.path, json.dumps(data))
         except OSError as exc:
             event(log, "usage.not_stored", logging.WARNING, path=self.path, error=str(exc))
 
