@@ -29,7 +29,7 @@ from voicebox.audio.processing import processing_settings
 from voicebox.config import EX_CONFIG, Config, ConfigError, MuteSwitchConfig, Secret
 from voicebox.convai.supervisor import Supervisor
 from voicebox.convai.tools import builtin_tools
-from voicebox.gpio import ButtonAction, PushButton, StatusLed, StdinButton, open_gpio
+from voicebox.gpio import ButtonAction, PushButton, StatusLed, StdinButton, no_gpio, open_gpio
 from voicebox.monitor import Monitor, Sample, detect_environment, health_line_fields
 from voicebox.mute_switch import MuteSwitch
 from voicebox.state import State
@@ -115,10 +115,7 @@ class Daemon:
         if mute.load(self.cfg.paths.state_dir):
             self.supervisor.set_muted(True)
             logs.event(log, "mute.restored", muted=True)
-        if self.limit.blocks(self.usage, datetime.datetime.now()):  # over today's limit at start
-            self.supervisor.set_limited(True)
-            logs.event(log, "usage.limit_reached", limit_minutes=self.limit.minutes,
-                       **self.usage.summary(datetime.datetime.now()))  # fmt: skip
+        self._apply_limit(datetime.datetime.now(), announce=False)  # over today's limit at start
         self._open_gpio(loop)
         await self._open_status()
         self._apply_tuning(self._initial_tuning())
@@ -256,7 +253,7 @@ class Daemon:
             self.mute_switch = MuteSwitch(cfg, loop, on_change, lambda: self.supervisor.muted)
         except Exception as exc:
             level, name = logging.ERROR, "gpio.error"
-            if isinstance(exc, ImportError):  # no pin factory: not a Pi (gpiozero's BadPinFactory)
+            if no_gpio(exc):
                 level, name = logging.WARNING, "gpio.unavailable"
             logs.event(log, name, level, device="mute", pin=cfg.pin, error=str(exc))
             return
@@ -361,9 +358,10 @@ class Daemon:
             return
         if action is ButtonAction.TALK_START and self.supervisor.limited:
             # Over the daily limit the button still works: one conversation more, then the limit.
-            self.limit.allow_one(datetime.datetime.now())
+            now = datetime.datetime.now()
+            self.limit.allow_one(now)
             self.supervisor.set_limited(False)
-            logs.event(log, "usage.limit_overridden", **self.usage.summary(datetime.datetime.now()))
+            logs.event(log, "usage.limit_overridden", **self.usage.summary(now))
         if self.cfg.conversation.mode == "wake_word":  # hands-free: a press starts or ends
             if action is ButtonAction.TALK_START:
                 self.supervisor.toggle()
@@ -421,16 +419,22 @@ class Daemon:
         if self.supervisor.session_open:
             quiet = self.supervisor.quiet_for_s() > usage.QUIET_AFTER_S
             self.usage.add(wall, elapsed, quiet)
-        blocked = self.limit.blocks(self.usage, wall)
-        if blocked != self.supervisor.limited:
-            self.supervisor.set_limited(blocked)
-            if blocked:
-                logs.event(log, "usage.limit_reached", limit_minutes=self.limit.minutes,
-                           **self.usage.summary(wall))  # fmt: skip
-                self._announce("daily_limit")
+        self._apply_limit(wall, announce=True)
         if now - self._saved_at >= USAGE_SAVE_S:
             self._saved_at = now
             self.usage.save()
+
+    def _apply_limit(self, wall: datetime.datetime, announce: bool) -> None:
+        """Hold the supervisor to the daily limit; reaching it is logged (and said)."""
+        blocked = self.limit.blocks(self.usage, wall)
+        if blocked == self.supervisor.limited:
+            return
+        self.supervisor.set_limited(blocked)
+        if blocked:
+            logs.event(log, "usage.limit_reached", limit_minutes=self.limit.minutes,
+                       **self.usage.summary(wall))  # fmt: skip
+            if announce:
+                self._announce("daily_limit")
 
     def _on_sample(self, sample: Sample) -> None:
         self._count_usage(time.monotonic())

@@ -80,7 +80,7 @@ class ButtonLogic:
         return [ButtonAction.END_CONVERSATION]
 
 
-def _no_gpio(exc: BaseException) -> bool:
+def no_gpio(exc: BaseException) -> bool:
     """True for 'this machine has no usable GPIO' (no pin factory), not for a bad pin."""
     return isinstance(exc, ImportError)  # gpiozero's BadPinFactory is an ImportError too
 
@@ -279,7 +279,7 @@ def open_gpio(
             else:
                 led = StatusLed(cfg.led)
         except Exception as exc:
-            if _no_gpio(exc):
+            if no_gpio(exc):
                 if button is not None:
                     button.close()
                 reason = f"{type(exc).__name__}: {exc}"

@@ -17,9 +17,9 @@ def check_mute(cfg: Config, pin_factory: Any = None, read_pin: bool = True) -> C
     switch = cfg.gpio.mute
     where = f"{switch.kind} on BCM pin {switch.pin}" if switch.pin is not None else None
     position = ""
-    if where is not None and read_pin:
+    if switch.pin is not None and where is not None and read_pin:
         try:
-            device = open_button(switch.pin, switch.active_low, pin_factory)  # type: ignore[arg-type]
+            device = open_button(switch.pin, switch.active_low, pin_factory)
         except ImportError as exc:  # gpiozero's BadPinFactory: no GPIO on this machine
             position = f"; no GPIO here to read the {where} ({exc})"
         except Exception as exc:
