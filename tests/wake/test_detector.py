@@ -3,6 +3,8 @@ the refractory period holds, and a chunk at another rate is resampled."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ from tests.wake.speech import say
 from voicebox.audio.resample import convert
 from voicebox.config import WakeConfig
 from voicebox.simulator.voice import silence
-from voicebox.wake import WakeDetector, WakeError, detections_in, load_model
+from voicebox.wake import WakeDetector, WakeError, WakeListener, detections_in, load_model
 
 
 def test_okay_nabu_is_heard_at_the_end_of_the_word_and_other_speech_is_not() -> None:
@@ -54,3 +56,30 @@ def test_doctor_loads_the_model_and_reports_its_share_of_a_core() -> None:
     assert good.status == "ok" and "% of one core" in good.detail, good
     bad = check_wake(with_changes(Config(), **{"wake.model": "/nope/word.json"}))
     assert bad.status == "fail" and "/nope/word.json" in bad.detail and bad.fix
+
+
+@pytest.mark.asyncio
+async def test_the_listener_reports_the_chunk_the_word_ended_in_not_the_later_detection() -> None:
+    # The detection comes an averaging window after the word; the question said right after the
+    # word must not be lost, and the word itself is not sent (at most a chunk of its tail).
+    wake = say("Okay nabu")
+    loud = np.flatnonzero(np.abs(wake.astype(np.int32)) > 300)
+    word_end = 16000 + int(loud[-1])  # the word's last audible sample, after 1 s of silence
+    question = say("What is the weather like today?")
+    asked = word_end + 1 + int(0.15 * 16000)  # the question's first sample
+    audio = np.concatenate([silence(1.0), wake[: word_end - 16000 + 1], silence(0.15), question])
+    loop = asyncio.get_running_loop()
+    heard: asyncio.Future[int] = loop.create_future()
+    listener = WakeListener(WakeConfig(), loop, heard.set_result)
+    listener.start()
+    first = 1000  # the mic's chunk numbers need not start at 0
+    try:
+        for i, start in enumerate(range(0, len(audio), 320)):
+            listener.feed(audio[start : start + 320], first + i, 16000)
+        after = await asyncio.wait_for(heard, timeout=30)
+    finally:
+        listener.stop()
+    sent_from = (after + 1 - first) * 320  # the first sample the supervisor would send
+    detected_at = listener.detector.samples  # not exact: the thread may have gone on
+    assert word_end - 320 <= sent_from <= asked, (word_end, sent_from, asked)
+    assert sent_from < detected_at

@@ -221,9 +221,10 @@ class Supervisor:
             self._preroll.push(MicFrame(seq, chunk.copy(), rate))
 
     def wake(self, after_seq: int) -> str:
-        """The wake word was heard, ending in mic chunk `after_seq`. Idle: open a hands-free
-        conversation, sending what was said after the word (from the pre-roll, then buffered
-        until the session is ready): "opened". The agent speaking: "barge_in". Else "ignored"."""
+        """The wake word was heard, ending after mic chunk `after_seq`. Idle: open a hands-free
+        conversation, sending what was said after the word (the pre-roll's chunks after
+        `after_seq`, then buffered until the session is ready): "opened". The agent speaking:
+        "barge_in". Else "ignored"."""
         if self._stopping or self.muted:
             return "ignored"
         if self.limited and not self._wanted:
