@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import shutil
-import subprocess
 import sys
 import time
-import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +36,9 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.audio.echo_rooms import run_room  # noqa: E402
+from tests.wake import speech  # noqa: E402
 from voicebox.audio import linear_echo, processing  # noqa: E402
 from voicebox.audio.processing import ProcessingSettings  # noqa: E402
-from voicebox.audio.resample import convert  # noqa: E402
 
 Floats = npt.NDArray[np.float64]
 RATE = 16000
@@ -90,16 +87,8 @@ ROOMS = (  # bench_echo's small and large rooms, and RoomConfig's defaults
 
 
 def say(text: str, voice: str, speed: int) -> Floats:
-    out = subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text],
-        capture_output=True,
-        check=True,
-        timeout=30,
-    ).stdout
-    with wave.open(io.BytesIO(out)) as w:
-        rate = w.getframerate()
-        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.int16)
-    x = convert(pcm, rate, RATE).astype(np.float64)
+    """espeak-ng's rendering (tests/wake/speech.py), its leading and trailing silence cut."""
+    x = speech.say(text, voice, speed).astype(np.float64)
     loud = np.flatnonzero(np.abs(x) > 200)
     return x[loud[0] : loud[-1] + 1] if len(loud) else x
 

@@ -6,11 +6,11 @@ time, woken only when they are there (measured here in real time: 1.5 % of a cor
 ms chunk, 0.7 % per 100 ms), and turns the audio into 10 ms features and model probabilities; a
 detection (the mean of the model's sliding window over its cutoff) outside the refractory
 period calls `on_wake(seq)` on the loop through `call_soon_threadsafe`, `seq` being the number
-of the mic chunk before the one the word ended in, so the supervisor can send what was said
-after it and not the word itself. The detection comes one averaging window after the word's end
-(`WakeDetector.lag_samples`: okay_nabu 6 x 30 ms), so the listener keeps the sample span of its
-last chunks and reports the chunk that far back. The refractory period is counted in audio, not
-wall time. Audio at another rate than 16 kHz is resampled first.
+of the last mic chunk before the word's end, so the supervisor can send what was said after it
+and not the word itself. The detection comes 90-350 ms after the word's end, so the listener
+keeps the sample span and level of its last chunks and finds the end there (`word_end`: the
+pause after the word, or one averaging window back). The refractory period is counted in audio,
+not wall time. Audio at another rate than 16 kHz is resampled first.
 """
 
 from __future__ import annotations
@@ -109,11 +109,11 @@ def word_end(spans: list[Span], detected_at: int, lag: int) -> int:
     near = [s for s in spans if detected_at - LOOK_BACK <= s.end <= detected_at]
     if near:
         quiet = max(s.level_db for s in near) - PAUSE_DB
-        run: list[Span] = []
-        for s in near:
-            run = [*run, s] if s.level_db <= quiet else []
-            if len(run) == PAUSE_CHUNKS and run[0].end <= detected_at - PAUSE_GUARD:
-                return run[0].seq
+        run = 0
+        for i, s in enumerate(near):
+            run = run + 1 if s.level_db <= quiet else 0
+            if run == PAUSE_CHUNKS and near[i - run + 1].end <= detected_at - PAUSE_GUARD:
+                return near[i - run + 1].seq
     estimate = detected_at - lag
     holding = spans[-1].seq
     for s in reversed(spans):

@@ -31,7 +31,8 @@ TRACK = 0.02  # the baseline follows frames of echo alone with this weight (~0.5
 
 
 class DoubleTalk:
-    """Feeds on (mic, AEC3's output) frame by frame; remembers only the hangover."""
+    """Feeds on the mic, MDF's output and AEC3's, frame by frame; remembers the onset run, the
+    hangover and what MDF leaves of echo alone."""
 
     def __init__(self, frame: int) -> None:
         self.frame = frame

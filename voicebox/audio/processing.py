@@ -601,8 +601,7 @@ class CaptureProcessor:
             self.stats.aec_frames += whole // FRAME
             if self._linear_on:  # the user over the agent: MDF's frames, not AEC3's
                 talking = self._double_talk.frames(near_frames, near_in, out)
-                for k in np.flatnonzero(talking):
-                    out[k * FRAME : (k + 1) * FRAME] = near_in[k * FRAME : (k + 1) * FRAME]
+                out.reshape(-1, FRAME)[talking] = near_in.reshape(-1, FRAME)[talking]
                 self.stats.double_talk_frames += int(talking.sum())
         else:
             assert self._plain is not None
