@@ -51,8 +51,14 @@ def room(tmp_path: Path) -> Iterator[pa.PulseRoom]:
 @dataclass
 class Timeline:
     """What the simulator received and what of the agent's voice it sent, on one clock (the
-    simulator's, at RATE): received[i] arrived at about `base + i / RATE`; sent is the voice as
-    it played (each reply from its playout start, cut where an interruption cut it)."""
+    simulator's, at RATE); sent is the voice as it played (each reply from its playout start, cut
+    where an interruption cut it).
+
+    The received chunks are laid end to end, except where the daemon sent nothing for a while (a
+    device reopened by the tuner on a loaded machine loses 100-500 ms of mic) or sent a backlog
+    at once (the mic before the session was up): there the floor of how late chunks arrived,
+    over the next second, moves, and the chunks move with it. (Laid end to end from the first
+    chunk, a 160 ms gap once put the user's turn into a reply's window as -23 dB of echo.)"""
 
     received: npt.NDArray[np.float64]
     sent: npt.NDArray[np.float64]
@@ -61,8 +67,18 @@ class Timeline:
     @classmethod
     def of(cls, conn: SimConnection, replies: slice = slice(None)) -> Timeline:
         chunks = [np.frombuffer(d, dtype="<i2") for _, d in conn.received_audio]
-        received = np.concatenate(chunks).astype(np.float64)
-        base = conn.received_audio[0][0] - len(chunks[0]) / RATE
+        arrived = np.array([t for t, _ in conn.received_audio])
+        ends = np.cumsum([len(c) for c in chunks])  # laid end to end
+        late = (arrived - arrived[0]) * RATE + len(chunks[0]) - ends  # samples, 0 for the first
+        floor = np.array([late[k : np.searchsorted(arrived, t + 1.0)].min()
+                          for k, t in enumerate(arrived)])  # fmt: skip
+        ends = np.round(ends + floor).astype(int)
+        shift = max(0, -int((ends - [len(c) for c in chunks]).min()))
+        ends += shift
+        base = arrived[0] - (len(chunks[0]) + shift) / RATE  # the clock time of sample 0
+        received = np.zeros(int(ends.max()))
+        for end, chunk in zip(ends, chunks, strict=True):
+            received[end - len(chunk) : end] = chunk
         sent = np.zeros(len(received))
         voiced = np.zeros(len(received), dtype=bool)
         for reply in conn.sent_replies[replies]:
@@ -294,7 +310,7 @@ async def test_pulse_room_echo_cancelled_no_self_interruption_and_user_heard(
         f"(the greeting's first second included); greeting: interruptions {greeting[0]}; "
         f"in all: interruptions {len(r.conn.interruptions)}, turns {r.conn.turns}, "
         f"replies {len(r.conn.agent_responses)}; the daemon's ERLE {audio.get('erle_db')} dB, "
-        f"delay {audio.get('echo_delay_ms')} ms",
+        f"delay {audio.get('echo_delay_ms')} ms, double talk {audio.get('echo_double_talk_s')} s",
     )
     happened = (r.conn.interruptions, r.conn.turns, r.conn.agent_responses)
     user_turns = [d for d in r.conn.turns if d >= 0.6]

@@ -562,6 +562,7 @@ class AudioEngine:
             s.echo_dbfs = ps.echo_dbfs
             s.voice_dbfs = ps.voice_dbfs
             s.echo_linear_filter = ps.linear_echo
+            s.echo_double_talk_s = round(ps.double_talk_frames / 100, 2)  # 10 ms frames
         return s
 
     # --- tuning and supervision -------------------------------------------------------------

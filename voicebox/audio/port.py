@@ -51,6 +51,7 @@ class AudioStats:
     echo_dbfs: float | None = None  # the agent's echo at the mic, echo alone
     voice_dbfs: float | None = None  # the user's voice at the mic, the agent silent
     echo_linear_filter: bool = False  # speexdsp's MDF converged and feeds AEC3
+    echo_double_talk_s: float = 0.0  # sent from MDF's output: the user talking over the agent
 
 
 class AudioPort(Protocol):
