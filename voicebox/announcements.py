@@ -136,8 +136,14 @@ def tone(event_name: str, rate: int) -> bytes:
     return np.concatenate(parts).astype("<i2").tobytes()
 
 
-# wake, rising: heard you, go on; mute, falling: the box stops listening; unmute: rising, lower
-CHIMES = {"wake": (660.0, 990.0), "mute": (880.0, 440.0), "unmute": (440.0, 660.0)}
+# wake, rising: heard you, go on; mute, falling: the box stops listening; unmute: rising, lower;
+# volume: one steady note, at the new level
+CHIMES = {
+    "wake": (660.0, 990.0),
+    "mute": (880.0, 440.0),
+    "unmute": (440.0, 660.0),
+    "volume": (784.0, 784.0),
+}
 
 
 def chime(name: str, rate: int) -> bytes:

@@ -24,6 +24,7 @@ COMMANDS = {
     "status": "voicebox.status:main_status",
     "mute": "voicebox.status:main_status",
     "unmute": "voicebox.status:main_status",
+    "volume": "voicebox.volume:main_volume",
     "say": "voicebox.tts:main_say",
     "announcements": "voicebox.announcements:main_announcements",
     "phone": "voicebox.phone.server:main_phone",
@@ -109,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=what)
         _add_config(p)
         p.add_argument("--socket", default=None, help="status socket path (default from config)")
+
+    p = sub.add_parser("volume", help="show or set the output level 0-100 (kept across restarts)")
+    _add_config(p)
+    p.add_argument("level", nargs="?", type=int, default=None, help="the new level, 0-100")
+    p.add_argument("--socket", default=None, help="status socket path (default from config)")
 
     p = sub.add_parser("say", help="speak a phrase with text-to-speech")
     _add_config(p)

@@ -126,7 +126,13 @@ class OutputConfig:
     prebuffer_ms: int = _f(120, "audio buffered before a reply starts playing", ge=0)
     buffer_ms: int = _f(30000, "playback ring capacity", ge=100)
     latency: float | Literal["low", "high"] = _f("high", "PortAudio latency: low, high or s")
-    volume: float = _f(1.0, "output gain 0..1 (the set_volume tool changes it)", ge=0, le=1)
+    volume: float = _f(
+        100,
+        "level of a fresh box, 0-100 on a perceptual curve (0 silent, 1-100: -40..0 dB); a level "
+        "set since (tool, buttons, `voicebox volume`) is kept; a float up to 1.0 is an old gain",
+        ge=0,
+        le=100,
+    )
 
 
 # --- audio processing and the simulated room (issue 12) -----------------------------------
@@ -261,10 +267,22 @@ class MuteSwitchConfig:
 
 
 @dataclass(frozen=True)
+class VolumeButtonConfig:
+    """A volume button: a press is one step (5 levels), a hold repeats it."""
+
+    pin: int | None = _f(None, "BCM pin; null for none", ge=0, le=53)
+    active_low: bool = _f(True, "button to ground with the internal pull-up")
+    bounce_ms: int = _f(30, "debounce", ge=0)
+    repeat_ms: int = _f(300, "held: one more step this often", ge=50, le=5000)
+
+
+@dataclass(frozen=True)
 class GpioConfig:
     button: ButtonConfig = field(default_factory=ButtonConfig)
     led: LedConfig = field(default_factory=LedConfig)
     mute: MuteSwitchConfig = field(default_factory=MuteSwitchConfig)
+    volume_up: VolumeButtonConfig = field(default_factory=VolumeButtonConfig)
+    volume_down: VolumeButtonConfig = field(default_factory=VolumeButtonConfig)
 
 
 @dataclass(frozen=True)
@@ -633,7 +651,8 @@ def _cross_checks(cfg: Config, loader: _Loader) -> None:
     if problem is not None:
         loader.problem(nodes.get("agent.api_base"), "agent.api_base", problem)
     pins: dict[int, str] = {}
-    for key in ("gpio.button.pin", "gpio.led.pin", "gpio.mute.pin"):
+    for key in ("gpio.button.pin", "gpio.led.pin", "gpio.mute.pin", "gpio.volume_up.pin",
+                "gpio.volume_down.pin"):  # fmt: skip
         _, part, _ = key.split(".")
         pin = getattr(cfg.gpio, part).pin
         if pin is None:

@@ -20,7 +20,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from voicebox import __version__, config, logs, mute, usage
+from voicebox import __version__, config, logs, mute, usage, volume
 from voicebox.announcements import Announcer
 from voicebox.audio.devices import AudioDeviceError
 from voicebox.audio.engine import AudioEngine
@@ -36,6 +36,7 @@ from voicebox.state import State
 from voicebox.status import MetricsFile, StatusServer, write_metrics_periodically
 from voicebox.systemd import Notifier, feed_watchdog
 from voicebox.tuning import Tuner, TuningChange
+from voicebox.volume_buttons import VolumeButton
 from voicebox.wake import WakeError, WakeListener
 
 log = logging.getLogger("voicebox.daemon")
@@ -66,7 +67,12 @@ class Daemon:
         self.env = detect_environment()
         self.tuner = Tuner(cfg, self.env)
         self.monitor = Monitor(cfg.monitor)
-        self.tools = builtin_tools(self.audio, status=self.snapshot)
+        self.volume = volume.Volume(
+            cfg.paths.state_dir,
+            volume.configured_level(cfg.audio.output.volume),
+            self.audio.set_volume,
+        )
+        self.tools = builtin_tools(self.audio, status=self.snapshot, set_level=self.set_volume)
         self.supervisor = Supervisor(cfg, self.audio, api_key, self.tools, self._on_state)
         self.announcer = Announcer(cfg, self.audio, api_key, cut_agent=self.supervisor.cut_agent)
         self.wake: WakeListener | None = None
@@ -77,6 +83,7 @@ class Daemon:
         self.button: PushButton | StdinButton | None = None
         self.led: StatusLed | None = None
         self.mute_switch: MuteSwitch | None = None
+        self.volume_buttons: list[VolumeButton] = []
         self.status_server: StatusServer | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -112,6 +119,9 @@ class Daemon:
             logs.event(log, "audio.unavailable", logging.ERROR, error=str(exc))
             self._set_wake(None)
             return EX_UNAVAILABLE
+        if self.volume.level != self.volume.configured:
+            logs.event(log, "volume.restored", level=self.volume.level,
+                       configured=self.volume.configured)  # fmt: skip
         if mute.load(self.cfg.paths.state_dir):
             self.supervisor.set_muted(True)
             logs.event(log, "mute.restored", muted=True)
@@ -187,6 +197,8 @@ class Daemon:
             self.button.close()
         if self.mute_switch is not None:
             self.mute_switch.close()
+        for button in self.volume_buttons:
+            button.close()
         if self.status_server is not None:
             await self.status_server.stop()
         logs.event(log, "daemon.stopped", uptime_s=round(time.monotonic() - self.started, 1))
@@ -222,7 +234,7 @@ class Daemon:
         self.supervisor.update_config(new)
         self.announcer.update_config(new)
         self.limit.minutes = new.conversation.daily_limit_minutes
-        self.audio.set_volume(new.audio.output.volume)
+        self.volume.reconfigure(volume.configured_level(new.audio.output.volume))
         self.audio.set_processing(processing_settings(new))
         self._apply_gpio(new)
         self.tuner = Tuner(new, self.env)
@@ -233,6 +245,7 @@ class Daemon:
 
     def _open_gpio(self, loop: asyncio.AbstractEventLoop) -> None:
         self._open_mute_switch(loop, self.cfg.gpio.mute)
+        self._open_volume_buttons(loop, self.cfg)
         if self.simulate_button:
             self.button = StdinButton(loop, self._on_button)
             logs.event(log, "gpio.simulated", source="stdin")
@@ -260,8 +273,30 @@ class Daemon:
         if self.mute_switch.holds_mute:
             self.set_muted(True, "gpio")
 
+    def _open_volume_buttons(self, loop: asyncio.AbstractEventLoop, cfg: Config) -> None:
+        """Open gpio.volume_up / volume_down (closing the ones before)."""
+        for button in self.volume_buttons:
+            button.close()
+        self.volume_buttons = []
+        for name, direction in (("volume_up", 1), ("volume_down", -1)):
+            bcfg = getattr(cfg.gpio, name)
+            if bcfg.pin is None:
+                continue
+            try:
+                on_step = lambda d: self.set_volume(self.volume.level + d * volume.STEP, "gpio")  # noqa: E731
+                self.volume_buttons.append(VolumeButton(bcfg, direction, loop, on_step))
+            except Exception as exc:
+                level, what = logging.ERROR, "gpio.error"
+                if no_gpio(exc):
+                    level, what = logging.WARNING, "gpio.unavailable"
+                logs.event(log, what, level, device=name, pin=bcfg.pin, error=str(exc))
+
     def _apply_gpio(self, new: Config) -> None:
         """Reload: reconfigure the button and LED, open ones that are new, close removed ones."""
+        if (new.gpio.volume_up, new.gpio.volume_down) != (
+            self.cfg.gpio.volume_up, self.cfg.gpio.volume_down,
+        ):  # fmt: skip
+            self._open_volume_buttons(asyncio.get_running_loop(), new)
         current = self.mute_switch.cfg if self.mute_switch is not None else None
         if new.gpio.mute != current and (new.gpio.mute.pin is not None or current is not None):
             self._open_mute_switch(asyncio.get_running_loop(), new.gpio.mute)
@@ -294,7 +329,11 @@ class Daemon:
         server = StatusServer(
             path,
             self.snapshot,
-            {"mute": lambda: self.set_muted(True), "unmute": lambda: self.set_muted(False)},
+            {
+                "mute": lambda _: self.set_muted(True),
+                "unmute": lambda _: self.set_muted(False),
+                "volume": self._volume_command,
+            },
         )
         try:
             await server.start()
@@ -336,6 +375,27 @@ class Daemon:
             logs.event(log, "mute.on" if muted else "mute.off", state=self.state, source=source)
             self.announcer.chime("mute" if muted else "unmute")
         return {"muted": muted, "changed": changed, "state": "muted" if muted else "idle"}
+
+    def set_volume(self, level: int, source: str) -> int:
+        """Set the output level (the tool, the socket, the buttons): kept in the state directory;
+        a short tone at the new level, unless something is playing (that is heard at it)."""
+        before = self.volume.level
+        level = self.volume.set(level, source)
+        if level != before and source != "tool" and not self.audio.playing and level > 0:
+            self.announcer.chime("volume")
+        return level
+
+    def _volume_command(self, argument: str) -> dict[str, Any]:
+        """`volume` (the level) or `volume N` over the status socket."""
+        if argument:
+            try:
+                wanted = int(argument)
+            except ValueError:
+                return {"error": f"not a level 0-100: {argument!r}"}
+            if not 0 <= wanted <= 100:
+                return {"error": f"not a level 0-100: {wanted}"}
+            self.set_volume(wanted, "socket")
+        return {"level": self.volume.level}
 
     def _on_mic_chunk(self, chunk: Chunk) -> None:
         self.supervisor.on_mic_chunk(chunk)
@@ -566,6 +626,7 @@ class Daemon:
             "runtime": {"tasks": _task_count()},
             "mode": self.cfg.conversation.mode,
             "muted": self.supervisor.muted,
+            "volume": self.volume.level,
             "mute_switch": (
                 {"pin": self.mute_switch.cfg.pin, "closed": self.mute_switch.closed}
                 if self.mute_switch is not None

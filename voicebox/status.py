@@ -4,7 +4,9 @@ Protocol: a client connects to the socket (mode 0600, in the runtime directory, 
 network: the daemon's user and root only) and may send one line, a command, then shuts its side
 down; the daemon answers one JSON object and a newline, then closes. No line (an end of file, or
 nothing within COMMAND_WAIT_S: a client that only reads) or `status` is the snapshot; the
-daemon's other commands (`mute`, `unmute`) answer what they did, an unknown one {"error": ...}.
+daemon's other commands (`mute`, `unmute`, `volume 40`, `timers`, `timers cancel pasta`: a name,
+then what follows the first space as its argument) answer what they did, an unknown one
+{"error": ...}.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ EXIT_NOT_RUNNING = 3  # like `systemctl status` of an inactive unit
 EXIT_UNKNOWN = 4
 
 Snapshot = Callable[[], dict[str, Any]]
-Command = Callable[[], dict[str, Any]]
+Command = Callable[[str], dict[str, Any]]  # the argument ("" for none) -> the answer
 COMMAND_WAIT_S = 0.5  # a client that sends no line gets the snapshot after this
 COMMAND_MAX = 64  # bytes of one command line
 
@@ -98,7 +100,9 @@ class StatusServer:
             if command in ("", "status"):
                 writer.write(_snapshot_json(self._snapshot))
             else:
-                writer.write(_snapshot_json(self._command(command)))
+                name, _, argument = command.partition(" ")
+                handler = self._command(name)
+                writer.write(_snapshot_json(lambda: handler(argument.strip())))
             await asyncio.wait_for(writer.drain(), 5.0)
         except (OSError, TimeoutError):
             pass
@@ -107,12 +111,12 @@ class StatusServer:
             with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
-    def _command(self, name: str) -> Snapshot:
+    def _command(self, name: str) -> Command:
         handler = self._commands.get(name)
         if handler is None:
             event(log, "status.unknown_command", logging.WARNING, command=name[:COMMAND_MAX])
             known = ", ".join(["status", *self._commands])
-            return lambda: {"error": f"unknown command {name!r} (known: {known})"}
+            return lambda _: {"error": f"unknown command {name!r} (known: {known})"}
         return handler
 
     async def stop(self) -> None:
@@ -174,10 +178,10 @@ def read_status(path: Path, timeout_s: float = 5.0, command: str = "status") -> 
 
 
 def main_status(args: argparse.Namespace) -> int:
-    path = _socket_path(args)
     command = getattr(args, "command", "status")
     if command != "status":
-        return _main_command(path, command)
+        return _main_command(args, command)
+    path = _socket_path(args)
     try:
         snap = read_status(path)
     except (FileNotFoundError, ConnectionRefusedError):
@@ -196,10 +200,13 @@ def main_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _main_command(path: Path, command: str) -> int:
-    """`voicebox mute` / `voicebox unmute`: one line saying what the daemon did."""
+def ask(args: argparse.Namespace, line: str) -> dict[str, Any] | int:
+    """Send one command line to the running daemon: its answer, or the exit code after one
+    line on stderr saying why there is none (not running, no access, an error answer)."""
+    path = _socket_path(args)
+    name = line.split(" ", 1)[0]
     try:
-        answer = read_status(path, command=command)
+        answer = read_status(path, command=line)
     except (FileNotFoundError, ConnectionRefusedError):
         print(f"voicebox is not running (no daemon at {path})", file=sys.stderr)
         return EXIT_NOT_RUNNING
@@ -210,8 +217,16 @@ def _main_command(path: Path, command: str) -> int:
         print(f"cannot reach the daemon at {path}: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     if "error" in answer:
-        print(f"voicebox {command}: {answer['error']}", file=sys.stderr)
+        print(f"voicebox {name}: {answer['error']}", file=sys.stderr)
         return EXIT_UNKNOWN
+    return answer
+
+
+def _main_command(args: argparse.Namespace, command: str) -> int:
+    """`voicebox mute` / `voicebox unmute`: one line saying what the daemon did."""
+    answer = ask(args, command)
+    if isinstance(answer, int):
+        return answer
     print(f"voicebox {answer.get('state', '?')} (muted: {_value('muted', answer.get('muted'))})")
     return 0
 

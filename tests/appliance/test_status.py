@@ -254,7 +254,11 @@ async def test_commands_and_a_client_that_only_reads(rundir: Path) -> None:
     nothing and only reads (an older `voicebox status`) still gets the snapshot."""
     path = rundir / "status.sock"
     calls: list[str] = []
-    server = StatusServer(path, lambda: SNAPSHOT, {"mute": lambda: calls.append("m") or {"ok": 1}})
+    commands = {
+        "mute": lambda _: calls.append("m") or {"ok": 1},
+        "volume": lambda arg: calls.append(f"v{arg}") or {"level": arg},
+    }
+    server = StatusServer(path, lambda: SNAPSHOT, commands)  # type: ignore[arg-type]
     await server.start()
     try:
         reader, writer = await asyncio.open_unix_connection(str(path))
@@ -262,9 +266,13 @@ async def test_commands_and_a_client_that_only_reads(rundir: Path) -> None:
         assert json.loads(await asyncio.wait_for(reader.read(), HANG_GUARD_S)) == {"ok": 1}
         writer.close()
         reader, writer = await asyncio.open_unix_connection(str(path))
+        writer.write(b"volume  40 \n")  # the argument is what follows the name, stripped
+        assert json.loads(await asyncio.wait_for(reader.read(), HANG_GUARD_S)) == {"level": "40"}
+        writer.close()
+        reader, writer = await asyncio.open_unix_connection(str(path))
         writer.write(b"reboot\n")
         answer = json.loads(await asyncio.wait_for(reader.read(), HANG_GUARD_S))
-        assert "unknown command 'reboot'" in answer["error"] and calls == ["m"]
+        assert "unknown command 'reboot'" in answer["error"] and calls == ["m", "v40"]
         writer.close()
         reader, writer = await asyncio.open_unix_connection(str(path))  # sends nothing at all
         assert json.loads(await asyncio.wait_for(reader.read(), HANG_GUARD_S)) == SNAPSHOT

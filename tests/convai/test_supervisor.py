@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.convai.rig import rig
+from voicebox import volume
 from voicebox.convai import messages as m
 from voicebox.convai.connection import conversation_url
 from voicebox.convai.tools import ToolRegistry, builtin_tools
@@ -325,7 +326,7 @@ async def test_tools_known_unknown_failing_and_slow_never_block_pongs() -> None:
         conn = await r.sim.wait_connection(1)
         await r.wait_state(State.LISTENING)
         res = await r.sim.tool_call("set_volume", {"level": 30})
-        assert res is not None and not res.is_error and r.audio.volume == 0.3
+        assert res is not None and not res.is_error and r.audio.volume == volume.gain(30)
         res = await r.sim.tool_call("no_such_tool")
         assert res is not None and res.is_error and "unknown tool" in res.result
         res = await r.sim.tool_call("broken")

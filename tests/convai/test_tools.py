@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.convai.fakes import RecordingAudio
+from voicebox import volume
 from voicebox.convai.tools import ToolRegistry, builtin_tools
 
 
@@ -47,13 +48,15 @@ async def test_builtin_tools() -> None:
     audio = RecordingAudio()
     reg = builtin_tools(audio, status=lambda: {"state": "listening", "sessions": 2})
     assert reg.names() == ["get_status", "get_time", "set_volume"]
-    assert await reg.run("set_volume", {"level": 0.25}, 1.0) == ("volume set to 25%", False)
-    assert audio.volume == 0.25
-    assert await reg.run("set_volume", {"level": 80}, 1.0) == ("volume set to 80%", False)
-    assert audio.volume == 0.8
-    assert await reg.run("set_volume", {"level": "40%"}, 1.0) == ("volume set to 40%", False)
+    assert await reg.run("set_volume", {"level": 0.25}, 1.0) == ("volume set to 25", False)
+    assert audio.volume == pytest.approx(volume.gain(25))
+    assert await reg.run("set_volume", {"level": 100}, 1.0) == ("volume set to 100", False)
+    assert audio.volume == 1.0
+    assert await reg.run("set_volume", {"level": "40%"}, 1.0) == ("volume set to 40", False)
     text, err = await reg.run("set_volume", {"level": 300}, 1.0)
-    assert err and "0..100" in text and audio.volume == 0.4
+    assert err and "0-100" in text and audio.volume == pytest.approx(volume.gain(40))
+    assert await reg.run("set_volume", {"level": 0}, 1.0) == ("volume set to 0", False)
+    assert audio.volume == 0.0
     text, err = await reg.run("set_volume", {}, 1.0)
     assert err and "level" in text
     text, err = await reg.run("get_time", {}, 1.0)

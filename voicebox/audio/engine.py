@@ -32,6 +32,7 @@ from voicebox.audio.processing import (
 from voicebox.audio.room import Room, RoomSink, RoomSource, build_room
 from voicebox.config import AudioConfig
 from voicebox.logs import event
+from voicebox.volume import configured_level, gain
 
 log = logging.getLogger(__name__)
 FILE_OUTPUT_RATE = 16000
@@ -190,7 +191,7 @@ class AudioEngine:
         self._chunk_ms = cfg.input.chunk_ms
         self._prebuffer_ms = cfg.output.prebuffer_ms
         self._ring_ms = cfg.output.buffer_ms
-        self._volume = cfg.output.volume
+        self._volume = gain(configured_level(cfg.output.volume))
         self._echo_over_voice = False  # audio.echo_over_voice was logged and still holds
         self._capture: Capture | None = None
         self._playback: Playback | None = None

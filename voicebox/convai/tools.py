@@ -3,6 +3,8 @@
 A handler takes the call's parameters dict and returns a string (sync or async). `ToolRegistry.run`
 never raises: an unknown tool, a failing handler or a timeout becomes an error result for the agent.
 Sync handlers run on the event loop and must be quick; slow work belongs in an async handler.
+A tool registered with a `ToolSpec` can be declared on the agent: `ToolSpec.definition()` is the
+client tool as the agents platform takes it (`voicebox tools` prints them).
 """
 
 from __future__ import annotations
@@ -12,11 +14,56 @@ import datetime
 import inspect
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
+from voicebox import volume
 from voicebox.audio.port import AudioPort
 
 ToolFn = Callable[[dict[str, Any]], "str | Awaitable[str]"]
+ParamType = Literal["string", "number", "integer", "boolean"]
+RESPONSE_TIMEOUT_S = 10  # what a tool is declared to answer within (the supervisor's own bound)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a client tool; `example` is a value its handler accepts."""
+
+    name: str
+    type: ParamType
+    description: str
+    example: Any
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """What the agent is told about a client tool."""
+
+    name: str
+    description: str
+    params: tuple[Param, ...] = ()
+    expects_response: bool = True
+    response_timeout_s: int = RESPONSE_TIMEOUT_S
+
+    def definition(self) -> dict[str, Any]:
+        """The client tool's JSON, as the agents platform takes it (tool_config)."""
+        properties = {p.name: {"type": p.type, "description": p.description} for p in self.params}
+        return {
+            "type": "client",
+            "name": self.name,
+            "description": self.description,
+            "expects_response": self.expects_response,
+            "response_timeout_secs": self.response_timeout_s,
+            "parameters": {
+                "type": "object",
+                "properties": properties,
+                "required": [p.name for p in self.params if p.required],
+            },
+        }
+
+    def example(self) -> dict[str, Any]:
+        return {p.name: p.example for p in self.params}
 
 
 class ToolRegistry:
@@ -24,14 +71,23 @@ class ToolRegistry:
 
     def __init__(self) -> None:
         self._tools: dict[str, ToolFn] = {}
+        self._specs: dict[str, ToolSpec] = {}
 
-    def register(self, name: str, fn: ToolFn) -> None:
+    def register(self, name: str, fn: ToolFn, spec: ToolSpec | None = None) -> None:
         if not name:
             raise ValueError("a tool needs a name")
+        if spec is not None and spec.name != name:
+            raise ValueError(f"tool {name!r} registered with the spec of {spec.name!r}")
         self._tools[name] = fn
+        if spec is not None:
+            self._specs[name] = spec
 
     def names(self) -> list[str]:
         return sorted(self._tools)
+
+    def specs(self) -> list[ToolSpec]:
+        """The declared tools, by name."""
+        return [self._specs[n] for n in sorted(self._specs)]
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
@@ -57,28 +113,42 @@ class ToolRegistry:
         return result or f"Client tool: {name} called successfully.", False
 
 
-def _level(parameters: dict[str, Any]) -> float:
+def _level(parameters: dict[str, Any]) -> int:
     for key in ("level", "volume", "value"):
         if key in parameters:
             raw = parameters[key]
             break
     else:
-        raise ValueError("missing parameter 'level' (0..1 or 0..100)")
+        raise ValueError("missing parameter 'level' (0-100)")
     if isinstance(raw, str):
         raw = raw.strip().rstrip("%")
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise ValueError(f"level must be a number, got {raw!r}") from None
+        raise ValueError(f"level must be a number 0-100, got {raw!r}") from None
     if not 0 <= value <= 100 or value != value:
-        raise ValueError(f"level must be within 0..1 or 0..100, got {value:g}")
-    return value / 100.0 if value > 1 else value
+        raise ValueError(f"level must be within 0-100, got {value:g}")
+    return round(value * 100) if 0 < value < 1 else round(value)  # 0.4: a fraction, 40
+
+
+GET_TIME = ToolSpec("get_time", "The box's local date, time and time zone.")
+SET_VOLUME = ToolSpec(
+    "set_volume",
+    "Set the speaker's volume. 0 is silent, 100 the loudest; each 10 is about 4 dB.",
+    (Param("level", "integer", "the new volume, 0-100", 40),),
+)
+GET_STATUS = ToolSpec(
+    "get_status", "The box's state as JSON: connection, audio, usage, volume, timers."
+)
 
 
 def builtin_tools(
-    audio: AudioPort, status: Callable[[], dict[str, Any]] | None = None
+    audio: AudioPort,
+    status: Callable[[], dict[str, Any]] | None = None,
+    set_level: Callable[[int, str], int] | None = None,
 ) -> ToolRegistry:
-    """The daemon's own tools: get_time, set_volume, get_status."""
+    """The daemon's own tools: get_time, set_volume, get_status. `set_level(level, source)` sets
+    the volume (the daemon's, which keeps it); without it the port's gain is set directly."""
     registry = ToolRegistry()
 
     def get_time(parameters: dict[str, Any]) -> str:
@@ -87,14 +157,17 @@ def builtin_tools(
 
     def set_volume(parameters: dict[str, Any]) -> str:
         level = _level(parameters)
-        audio.set_volume(level)
-        return f"volume set to {round(level * 100)}%"
+        if set_level is not None:
+            level = set_level(level, "tool")
+        else:
+            audio.set_volume(volume.gain(level))
+        return f"volume set to {level}"
 
     def get_status(parameters: dict[str, Any]) -> str:
         data = status() if status is not None else {}
         return json.dumps(data, default=str, sort_keys=True)
 
-    registry.register("get_time", get_time)
-    registry.register("set_volume", set_volume)
-    registry.register("get_status", get_status)
+    registry.register("get_time", get_time, GET_TIME)
+    registry.register("set_volume", set_volume, SET_VOLUME)
+    registry.register("get_status", get_status, GET_STATUS)
     return registry
