@@ -246,6 +246,13 @@ class Announcer:
     async def _audio_for(
         self, cfg: Config, event_name: str, text: str, fmt: str, rate: int
     ) -> tuple[bytes, str]:
+        found = await self._spoken(cfg, event_name, text, fmt, rate)
+        return found if found is not None else (tone(event_name, rate), "tone")
+
+    async def _spoken(
+        self, cfg: Config, label: str, text: str, fmt: str, rate: int
+    ) -> tuple[bytes, str] | None:
+        """The phrase from the cache, else live (then cached); None when neither works."""
         cache = PhraseCache(cache_dir(cfg))
         key = cache_key(cfg, text, fmt)
         pcm = cache.load(key, rate)
@@ -257,13 +264,41 @@ class Announcer:
             except TtsError as exc:
                 self._offline_until = time.monotonic() + OFFLINE_HOLD_S
                 event(
-                    log, "tts.failed", logging.WARNING, event=event_name, error=exc.message,
+                    log, "tts.failed", logging.WARNING, event=label, error=exc.message,
                     code=exc.code,
                 )  # fmt: skip
             else:
                 _store_quietly(cache, key, rate, pcm)
                 return pcm, "tts"
-        return tone(event_name, rate), "tone"
+        return None
+
+    # --- what a timer's ring needs (timers.ringer.RingOutput) ------------------------------
+
+    def cut(self) -> None:
+        """Cut the agent's reply (the supervisor's barge-in), else what is playing."""
+        if self._cut_agent is not None:
+            self._cut_agent()
+        elif self._audio.playing:
+            self._audio.interrupt()
+
+    def play_now(self, pcm: bytes, rate: int) -> None:
+        self._play(pcm, rate)
+
+    def hush(self) -> None:
+        if self._audio.playing:
+            self._audio.interrupt()
+
+    async def phrase(self, text: str) -> tuple[bytes, int] | None:
+        """A phrase as PCM (cache or live synthesis), never raising; None when not to be had."""
+        cfg = self._cfg
+        fmt = synthesis_format(cfg)
+        try:
+            rate = pcm_rate(fmt)
+            found = await self._spoken(cfg, "timer", text, fmt, rate)
+        except Exception as exc:  # a ring must never fail for its words
+            event(log, "announcement.failed", logging.WARNING, event="timer", error=str(exc))
+            return None
+        return None if found is None else (found[0], rate)
 
     async def _make_room(self, cfg: Config) -> bool:
         """Apply the rule: wait for the agent to finish, or cut it. False: gave up waiting."""

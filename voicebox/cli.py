@@ -25,6 +25,7 @@ COMMANDS = {
     "mute": "voicebox.status:main_status",
     "unmute": "voicebox.status:main_status",
     "volume": "voicebox.volume:main_volume",
+    "timers": "voicebox.timers.command:main_timers",
     "say": "voicebox.tts:main_say",
     "announcements": "voicebox.announcements:main_announcements",
     "phone": "voicebox.phone.server:main_phone",
@@ -114,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("volume", help="show or set the output level 0-100 (kept across restarts)")
     _add_config(p)
     p.add_argument("level", nargs="?", type=int, default=None, help="the new level, 0-100")
+    p.add_argument("--socket", default=None, help="status socket path (default from config)")
+
+    p = sub.add_parser("timers", help="list the timers and alarms, cancel one, or stop a ring")
+    _add_config(p)
+    p.add_argument("action", nargs="?", choices=["cancel", "stop"], default=None)
+    p.add_argument("name", nargs="*", help="cancel: the timer's name (none: the only one)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--socket", default=None, help="status socket path (default from config)")
 
     p = sub.add_parser("say", help="speak a phrase with text-to-speech")

@@ -286,6 +286,15 @@ class GpioConfig:
 
 
 @dataclass(frozen=True)
+class TimersConfig:
+    """Timers and alarms set by the agent's client tools, rung on the box."""
+
+    enabled: bool = _f(True, "offer set_timer, set_alarm, cancel_timer and list_timers")
+    ring_limit_s: float = _f(120.0, "a ring nobody stops ends after this long", gt=0, le=3600)
+    max: int = _f(10, "timers and alarms held at once; the tools refuse more", ge=1, le=100)
+
+
+@dataclass(frozen=True)
 class TuningConfig:
     """Bounds for adaptive tuning; with adaptive false the configured values are pinned."""
 
@@ -393,6 +402,7 @@ class Config:
     conversation: ConversationConfig = field(default_factory=ConversationConfig)
     wake: WakeConfig = field(default_factory=WakeConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
+    timers: TimersConfig = field(default_factory=TimersConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

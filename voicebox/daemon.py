@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import faulthandler
 import logging
+import re
 import signal
 import time
 from collections.abc import Coroutine
@@ -35,6 +36,9 @@ from voicebox.mute_switch import MuteSwitch
 from voicebox.state import State
 from voicebox.status import MetricsFile, StatusServer, write_metrics_periodically
 from voicebox.systemd import Notifier, feed_watchdog
+from voicebox.timers import tools as timer_tools
+from voicebox.timers.book import TimerError
+from voicebox.timers.ringer import Timers
 from voicebox.tuning import Tuner, TuningChange
 from voicebox.volume_buttons import VolumeButton
 from voicebox.wake import WakeError, WakeListener
@@ -75,6 +79,12 @@ class Daemon:
         self.tools = builtin_tools(self.audio, status=self.snapshot, set_level=self.set_volume)
         self.supervisor = Supervisor(cfg, self.audio, api_key, self.tools, self._on_state)
         self.announcer = Announcer(cfg, self.audio, api_key, cut_agent=self.supervisor.cut_agent)
+        self.timers: Timers | None = None
+        if cfg.timers.enabled:  # read at start: a change of timers.enabled needs a restart
+            self.timers = Timers(cfg.timers, cfg.paths.state_dir, self.announcer,
+                                 on_change=self._on_timers)  # fmt: skip
+            timer_tools.register(self.tools, self.timers)
+            self.supervisor.on_heard = self._on_heard
         self.wake: WakeListener | None = None
         self.usage = usage.UsageLedger.load(cfg.paths.state_dir)
         self.limit = usage.DailyLimit(cfg.conversation.daily_limit_minutes)
@@ -130,6 +140,8 @@ class Daemon:
         await self._open_status()
         self._apply_tuning(self._initial_tuning())
         self._tasks = [asyncio.create_task(self.monitor.run(self._on_sample), name="monitor")]
+        if self.timers is not None:
+            self._tasks.append(asyncio.create_task(self.timers.run(), name="timers"))
         interval = self.notifier.watchdog_interval_s
         if interval:
             self._tasks.append(
@@ -234,6 +246,11 @@ class Daemon:
         self.supervisor.update_config(new)
         self.announcer.update_config(new)
         self.limit.minutes = new.conversation.daily_limit_minutes
+        if self.timers is not None:
+            self.timers.cfg = new.timers
+            self.timers.book.limit = new.timers.max
+        if new.timers.enabled != (self.timers is not None):
+            logs.event(log, "config.restart_needed", key="timers.enabled")
         self.volume.reconfigure(volume.configured_level(new.audio.output.volume))
         self.audio.set_processing(processing_settings(new))
         self._apply_gpio(new)
@@ -333,6 +350,7 @@ class Daemon:
                 "mute": lambda _: self.set_muted(True),
                 "unmute": lambda _: self.set_muted(False),
                 "volume": self._volume_command,
+                "timers": self._timers_command,
             },
         )
         try:
@@ -397,12 +415,50 @@ class Daemon:
             self.set_volume(wanted, "socket")
         return {"level": self.volume.level}
 
+    def _timers_command(self, argument: str) -> dict[str, Any]:
+        """`timers` (the list), `timers cancel NAME`, `timers stop` over the status socket."""
+        if self.timers is None:
+            return {"error": "timers are off (timers.enabled: false)"}
+        verb, _, name = argument.partition(" ")
+        answer: dict[str, Any] = {}
+        if verb == "stop":
+            answer["stopped"] = self.timers.stop("socket")
+        elif verb == "cancel":
+            try:
+                answer["said"] = self.timers.cancel(name.strip() or None, "socket")
+            except TimerError as exc:
+                return {"error": str(exc)}
+        elif verb:
+            return {"error": f"unknown timers command {verb!r} (known: cancel NAME, stop)"}
+        return answer | {
+            "timers": self.timers.listing(),
+            "ringing": self.timers.snapshot()["ringing"],
+        }
+
+    def _on_timers(self) -> None:
+        """A ring started or stopped, or the list changed: the LED and STATUS= follow."""
+        if self.led is not None:
+            self.led.show(self._shown_state())
+        self.notifier.status(self._status_text())
+
+    def _shown_state(self) -> State:
+        if self.timers is not None and self.timers.ringing and self.state is not State.STOPPING:
+            return State.RINGING
+        return self.state
+
+    def _on_heard(self, text: str) -> None:
+        """The user's words in an open conversation: "stop" stops a ring."""
+        if self.timers is not None and self.timers.ringing and re.search(r"\bstop\b", text, re.I):
+            self.timers.stop("said")
+
     def _on_mic_chunk(self, chunk: Chunk) -> None:
         self.supervisor.on_mic_chunk(chunk)
         if self.wake is not None and not self.supervisor.muted:
             self.wake.feed(chunk, self.supervisor.last_seq, self.audio.input_format.rate)
 
     def _on_wake(self, seq: int) -> None:
+        if self.timers is not None and self.timers.stop("wake_word"):
+            return  # the word stopped the ring; it opens nothing
         outcome = self.supervisor.wake(seq)
         logs.event(log, "wake.detected", word=self.wake.wake_word if self.wake else None,
                    state=self.state, outcome=outcome)  # fmt: skip
@@ -413,6 +469,10 @@ class Daemon:
 
     def _on_button(self, action: ButtonAction) -> None:
         logs.event(log, "button", action=action.name.lower(), state=self.state)
+        if self.timers is not None and self.timers.ringing:
+            if action in (ButtonAction.TALK_START, ButtonAction.TOGGLE_MUTE):
+                self.timers.stop("button")
+            return  # the press stopped the ring: its release or hold does nothing else
         if action is ButtonAction.TOGGLE_MUTE:  # gpio.button.long_press: mute
             self.set_muted(not self.supervisor.muted, "button")
             return
@@ -468,7 +528,7 @@ class Daemon:
         self.state_fields = dict(fields)
         logs.event(log, "state", state=state, **fields)
         if self.led is not None:
-            self.led.show(state)
+            self.led.show(self._shown_state())
         self.notifier.status(self._status_text())
 
     def _count_usage(self, now: float) -> None:
@@ -586,6 +646,8 @@ class Daemon:
 
     def _status_text(self) -> str:
         parts = [str(self.state)]
+        if self.timers is not None and self.timers.ringing:
+            parts.append("ringing " + ", ".join(t.name for t in self.timers.ringing))
         cid = self.state_fields.get("conversation_id")
         if cid:
             parts.append(f"conv={cid}")
@@ -627,6 +689,7 @@ class Daemon:
             "mode": self.cfg.conversation.mode,
             "muted": self.supervisor.muted,
             "volume": self.volume.level,
+            "timers": self.timers.snapshot() if self.timers is not None else None,
             "mute_switch": (
                 {"pin": self.mute_switch.cfg.pin, "closed": self.mute_switch.closed}
                 if self.mute_switch is not None

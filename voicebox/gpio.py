@@ -180,6 +180,7 @@ class PushButton:
 _SLOW_BLINK = (0.5, 1.0)  # on, off seconds
 _FAST_BLINK = (0.1, 0.1)
 _MUTED_BLINK = (0.08, 2.92)  # muted
+_RING_BLINK = (0.4, 0.1)  # a timer or alarm ringing: long flashes, twice a second
 _PULSE = (0.6, 0.6)  # fade in, fade out seconds
 
 
@@ -187,7 +188,8 @@ class StatusLed:
     """A PWM LED showing the daemon state; gpiozero runs the blink/pulse in its own thread.
 
     idle and stopping: off; listening: solid; speaking: pulse; connecting and reconnecting: slow
-    blink; degraded: fast blink. `brightness` caps every pattern.
+    blink; degraded: fast blink; muted: a short flash every 3 s; ringing: long flashes twice a
+    second. `brightness` caps every pattern.
     """
 
     def __init__(self, cfg: LedConfig, pin_factory: Any = None) -> None:
@@ -216,6 +218,8 @@ class StatusLed:
                 led.blink(on_time=_FAST_BLINK[0], off_time=_FAST_BLINK[1])
             elif state == State.MUTED:  # a short flash every few seconds: on, but not listening
                 led.blink(on_time=_MUTED_BLINK[0], off_time=_MUTED_BLINK[1])
+            elif state == State.RINGING:  # quick double flashes: look at me
+                led.blink(on_time=_RING_BLINK[0], off_time=_RING_BLINK[1])
             else:  # idle, stopping
                 led.off()
         except Exception as exc:  # an LED fault is cosmetic: log, keep running

@@ -13,4 +13,5 @@ class State(enum.StrEnum):
     RECONNECTING = "reconnecting"  # link lost, backing off before a new session
     DEGRADED = "degraded"  # configuration/account problem: long backoff, loud log
     MUTED = "muted"  # privacy mute: no session, no wake word, no audio leaves the box
+    RINGING = "ringing"  # a timer or alarm rings (shown over the conversation's state)
     STOPPING = "stopping"  # shutdown in progress

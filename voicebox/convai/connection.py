@@ -63,6 +63,7 @@ from voicebox.convai.session import (
     Action,
     Close,
     EndReply,
+    Heard,
     Interrupt,
     LogEvent,
     Play,
@@ -316,6 +317,7 @@ class SessionLink:
         receive_timeout_s: Callable[[], float],
         on_ready: Callable[[SessionLink], None] | None = None,
         on_tick: Callable[[SessionLink], None] | None = None,
+        on_heard: Callable[[str], None] | None = None,
         tool_timeout_s: float = TOOL_TIMEOUT_S,
         mic_to_wire: LatencyStats | None = None,
         pong_latency: LatencyStats | None = None,
@@ -331,6 +333,7 @@ class SessionLink:
         self._receive_timeout = receive_timeout_s
         self._on_ready = on_ready
         self._on_tick = on_tick
+        self._on_heard = on_heard
         self._tool_timeout = tool_timeout_s
         self._loop = asyncio.get_running_loop()
         self._out: deque[tuple[str | bytes, float | None, int]] = deque()  # frame, t0, seq
@@ -697,6 +700,10 @@ class SessionLink:
         elif t is LogEvent:
             assert isinstance(a, LogEvent)
             event(log, a.name, a.level, **a.fields)
+        elif t is Heard:
+            assert isinstance(a, Heard)
+            if self._on_heard is not None:
+                self._on_heard(a.text)
         elif t is Send:
             assert isinstance(a, Send)
             self._queue(a.frame, None)

@@ -68,6 +68,13 @@ class Ready:
 
 
 @dataclass(frozen=True, slots=True)
+class Heard:
+    """The service's final transcript of what the user said."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunTool:
     name: str
     tool_call_id: str
@@ -95,6 +102,7 @@ Action = (
     | SetInputFormat
     | SetOutputFormat
     | Ready
+    | Heard
     | RunTool
     | Close
     | LogEvent
@@ -291,6 +299,7 @@ class Session:
                 self._line("user", ev.text)
                 self.waiting_reply = True
                 self._last_activity = now
+                return [Heard(ev.text.strip()[:_TEXT_MAX])]
             return []
         if t is m.AgentResponseComplete:
             self.in_reply = self._cut = False

@@ -92,6 +92,7 @@ class Supervisor:
         self._preroll = FrameWindow(PREROLL_S)
         self._woken = False  # the next attempt follows a wake word
         self.muted = False  # privacy mute: nothing opens, nothing is sent or kept
+        self.on_heard: Callable[[str], None] = lambda text: None  # the user's final transcript
         self.limited = False  # the daily limit: nothing opens (the daemon lifts it for a press)
         self._receive_timeout = conv.receive_timeout_s
         self._buffer = FrameWindow(conv.resume_buffer_s)  # captured while no session is ready
@@ -509,6 +510,7 @@ class Supervisor:
             receive_timeout_s=lambda: self._receive_timeout,
             on_ready=self._on_ready,
             on_tick=self._on_tick,
+            on_heard=lambda text: self.on_heard(text),
             mic_to_wire=self.mic_to_wire,
             pong_latency=self.pong_latency,
             round_trip=self.round_trip,

@@ -106,6 +106,8 @@ class ToolRegistry:
                     result = await result
         except TimeoutError:
             return f"tool {name!r} timed out after {timeout_s:g} s", True
+        except ValueError as exc:  # a bad parameter: the handler's sentence says what was wrong
+            return str(exc) or type(exc).__name__, True
         except Exception as exc:  # a tool's failure is reported to the agent, never raised
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, True
         if not isinstance(result, str):

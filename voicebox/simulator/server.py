@@ -102,6 +102,9 @@ class SimConfig:
     voice: Callable[[str, int], npt.NDArray[np.int16]] | None = None
     tool_call_turns: frozenset[int] = frozenset()  # user turns answered via a client tool call
     tool_name: str = "get_time"
+    # user turn -> (tool, parameters): the agent answers that turn by calling the tool, then says
+    # the tool's answer (set_timer, set_alarm... as a real agent would)
+    tool_script: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     tool_timeout_s: float = 10.0
     end_call_after_turns: int | None = None  # agent says goodbye and closes 1000 after N turns
     signed_url_ttl_s: float = 900.0
@@ -463,7 +466,11 @@ class _Session:
         self.reply_task = self._spawn(coro)
 
     async def _respond(self, n: int, duration_s: float) -> None:
-        if n in self.cfg.tool_call_turns:
+        if n in self.cfg.tool_script:
+            name, parameters = self.cfg.tool_script[n]
+            result = await self.call_tool(name, parameters)
+            text = f"The {name} tool did not answer." if result is None else result.result
+        elif n in self.cfg.tool_call_turns:
             result = await self.call_tool(self.cfg.tool_name, {"turn": n})
             if result is None:
                 text = f"The {self.cfg.tool_name} tool did not answer."
