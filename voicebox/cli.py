@@ -32,6 +32,7 @@ COMMANDS = {
     "call": "voicebox.phone.server:main_call",
     "doctor": "voicebox.doctor.run:main_doctor",
     "setup": "voicebox.setup:main_setup",
+    "tools": "voicebox.agent_tools:main_tools",
 }
 
 
@@ -144,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_doctor(sub)
     _add_setup(sub)
+
+    p = sub.add_parser(
+        "tools",
+        help="print the built-in client tools' definitions (JSON) to declare on the agent",
+    )
+    p.add_argument(
+        "--config",
+        default=str(DEFAULT_PATH),
+        metavar="PATH",
+        help=f"default {DEFAULT_PATH}; none needed: without the file the defaults are used",
+    )
     return parser
 
 

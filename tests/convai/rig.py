@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ import numpy as np
 from tests.convai.fakes import RecordingAudio
 from voicebox.config import Config, Secret, with_changes
 from voicebox.convai.supervisor import Supervisor
-from voicebox.convai.tools import ToolRegistry, builtin_tools
+from voicebox.convai.tools import ToolRegistry, builtin_tools, local_now
 from voicebox.logs import fields_of
 from voicebox.simulator.server import SimConfig, Simulator
 from voicebox.simulator.uplink import SlowUplink
@@ -113,11 +114,13 @@ async def rig(
     audio_speed: float = 1.0,
     start: bool = True,
     uplink: SlowUplink | None = None,
+    clock: Callable[[], datetime.datetime] | None = None,
     **changes: Any,
 ) -> AsyncIterator[Rig]:
     """Start the simulator, a Supervisor against it, the fake audio port and the mic feed.
 
     `uplink`: a SlowUplink (not started) the supervisor connects through; its target is set here.
+    `clock`: the wall clock the supervisor tells sessions (default the box's).
     """
     sim = Simulator(sim_config or SimConfig(ping_interval_s=0.3))
     await sim.start()
@@ -140,6 +143,7 @@ async def rig(
         Secret(api_key) if api_key else None,
         tools if tools is not None else builtin_tools(audio),
         lambda s, f: holder[0].on_state(s, f),
+        clock=clock or local_now,
     )
     r = Rig(sim, sup, audio, logs)
     holder.append(r)

@@ -111,7 +111,7 @@ async def test_a_timer_set_by_the_agent_rings_while_idle_until_the_limit_or_a_pr
             assert await d.stop() == 0
         rings = ring_seconds(tmp_path / "out.wav")
         assert rings, "no ring in the output WAV"
-        assert max(rings) - min(rings) >= 2.0  # tea rang a cycle or more, then toast
+        assert len(rings) >= 10  # a second or more of the tone pattern (tea's first cycle)
         assert store.load(tmp_path / "state") == []
         assert not any("Traceback" in line for line in d.lines)
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import time
 from collections import deque
@@ -36,7 +37,7 @@ from voicebox.convai.connection import (
 from voicebox.convai.policy import EndClass, ReconnectPolicy, SessionEnd, classify_end
 from voicebox.convai.replay import FrameWindow, MicFrame, has_voice, plan_replay
 from voicebox.convai.session import TRANSCRIPT_LINES, Session, SessionSettings, context_text
-from voicebox.convai.tools import ToolRegistry
+from voicebox.convai.tools import ToolRegistry, local_now, time_variables
 from voicebox.logs import event
 from voicebox.state import State
 
@@ -70,10 +71,13 @@ class Supervisor:
         on_state: Callable[[State, dict[str, Any]], None],
         *,
         one_conversation: bool = False,
+        clock: Callable[[], datetime.datetime] = local_now,
     ) -> None:
         """one_conversation: a normal end (end_call, our own close) ends run() once the goodbye
-        has played, instead of idling or opening the next session (a phone call)."""
+        has played, instead of idling or opening the next session (a phone call). clock: the
+        wall-clock time told to each session as dynamic variables (tools.time_variables)."""
         self._one_conversation = one_conversation
+        self._clock = clock
         self._cfg = cfg
         self._audio = audio
         self._api_key = api_key
@@ -490,7 +494,8 @@ class Supervisor:
         context = context_text(lines, cfg.conversation.context_turns) if carry else ""
         return SessionSettings(
             overrides=overrides,
-            dynamic_variables=dict(a.dynamic_variables),
+            # the time as the session opens; a variable of the same name in the config wins
+            dynamic_variables={**time_variables(self._clock()), **a.dynamic_variables},
             custom_llm_extra_body=dict(a.custom_llm_extra_body),
             user_id=a.user_id,
             metadata_timeout_s=a.metadata_timeout_s,
@@ -602,13 +607,13 @@ class Supervisor:
                 State.RECONNECTING if retrying else State.CONNECTING,
                 attempt=self._policy.attempt or None,
             )
-        settings = self._settings(self._carry)
         try:
             ws = await self._until_stopped(open_socket(self._cfg.agent, self._api_key))
         except ConnectFailure as failure:
             self._counters["connect_failures"] += 1
             await self._ended(failure.end, None, None)
             return
+        settings = self._settings(self._carry)  # once the socket is open: the time is current
         link = self._start_link(ws, settings)
         self._link = link
         while True:
@@ -877,7 +882,6 @@ class Supervisor:
     async def _rollover(self, old: SessionLink) -> None:
         """Open the next session, move the mic to it, then close the old one with 1000."""
         try:
-            settings = self._settings(carry=True, extra=list(old.session.transcript))
             try:
                 ws = await open_socket(self._cfg.agent, self._api_key)
             except ConnectFailure as failure:
@@ -892,6 +896,7 @@ class Supervisor:
                     extra={"EVENT": "rollover.failed", "ERROR": type(exc).__name__},
                 )
                 return
+            settings = self._settings(carry=True, extra=list(old.session.transcript))
             new = self._start_link(ws, settings)
             timeout = self._cfg.agent.metadata_timeout_s
             try:

@@ -4,17 +4,22 @@ A handler takes the call's parameters dict and returns a string (sync or async).
 never raises: an unknown tool, a failing handler or a timeout becomes an error result for the agent.
 Sync handlers run on the event loop and must be quick; slow work belongs in an async handler.
 A tool registered with a `ToolSpec` can be declared on the agent: `ToolSpec.definition()` is the
-client tool as the agents platform takes it (`voicebox tools` prints them).
+client tool as the agents platform takes it (`voicebox tools` prints them). `time_variables` is
+the box's clock as the dynamic variables each session sends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import inspect
 import json
+import os
+import zoneinfo
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from voicebox import volume
@@ -133,6 +138,39 @@ def _level(parameters: dict[str, Any]) -> int:
     return round(value * 100) if 0 < value < 1 else round(value)  # 0.4: a fraction, 40
 
 
+def local_zone() -> datetime.tzinfo:
+    """The box's time zone: the IANA zone named by TZ, the /etc/localtime link or /etc/timezone
+    when it agrees with the system's current offset, else that offset."""
+    system = datetime.datetime.now().astimezone()
+    tz = os.environ.get("TZ")
+    names = [tz.removeprefix(":")] if tz is not None else [os.path.realpath("/etc/localtime")]
+    if tz is None:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            names.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    for name in names:
+        if "/zoneinfo/" in name:  # a path into the zone database
+            name = name.split("/zoneinfo/", 1)[1]
+        try:
+            zone = zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            continue
+        if system.astimezone(zone).utcoffset() == system.utcoffset():
+            return zone
+    return system.tzinfo if system.tzinfo is not None else datetime.UTC
+
+
+def local_now() -> datetime.datetime:
+    """The box's wall-clock time, in its time zone."""
+    return datetime.datetime.now(local_zone())
+
+
+def time_variables(now: datetime.datetime) -> dict[str, str]:
+    """The dynamic variables that tell the agent the box's time: `local_time` and `time_zone`."""
+    key = getattr(now.tzinfo, "key", None)
+    zone = key if isinstance(key, str) and key else (now.tzname() or now.strftime("UTC%z"))
+    return {"local_time": now.strftime("%A %d %B %Y, %H:%M"), "time_zone": zone}
+
+
 GET_TIME = ToolSpec("get_time", "The box's local date, time and time zone.")
 SET_VOLUME = ToolSpec(
     "set_volume",
@@ -154,7 +192,7 @@ def builtin_tools(
     registry = ToolRegistry()
 
     def get_time(parameters: dict[str, Any]) -> str:
-        now = datetime.datetime.now().astimezone()
+        now = local_now()
         return now.strftime("%A %d %B %Y, %H:%M %Z").strip()
 
     def set_volume(parameters: dict[str, Any]) -> str:

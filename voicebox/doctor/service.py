@@ -6,7 +6,10 @@ Endpoints and fields (ElevenLabs API reference, Agents Platform):
 The agent's `platform_settings.auth.enable_auth` says whether it is private, and
 `platform_settings.overrides.conversation_config_override.<section>.<field>` (booleans, default
 false) which per-conversation overrides it accepts; `platform_settings.overrides.
-custom_llm_extra_body` gates the custom LLM body. The simulator serves the same paths and answers.
+custom_llm_extra_body` gates the custom LLM body. Its client tools are in
+`conversation_config.agent.prompt.tools` and, as workspace tools, `prompt.tool_ids`, each read at
+  GET {api_base}/v1/convai/tools/{tool_id}                        (get tool: its tool_config)
+The simulator serves the same paths and answers.
 """
 
 from __future__ import annotations
@@ -24,11 +27,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from voicebox import agent_tools
 from voicebox.config import Config, Secret
 from voicebox.convai.connection import signed_url_request
 from voicebox.doctor.report import Check, fail, ok, warn
 
 AGENT_PATH = "/v1/convai/agents/"
+TOOL_PATH = "/v1/convai/tools/"
+MAX_TOOL_IDS = 32  # workspace tools read per doctor run; an agent with more is not fully checked
+ADD_TOOLS = (
+    "add the missing ones to the agent as client tools, as `voicebox tools` prints them "
+    "(README: Telling the agent about the box's tools)"
+)
 MAX_TIMEOUT_S = 10.0
 SETUP_HINT = "run `sudo voicebox setup`, or store the key with scripts/install.sh --api-key-file"
 
@@ -58,8 +68,16 @@ class Unreachable(Exception):
 
 
 def agent_url(api_base: str, agent_id: str) -> str:
+    return _rest_url(api_base, AGENT_PATH, agent_id)
+
+
+def tool_url(api_base: str, tool_id: str) -> str:
+    return _rest_url(api_base, TOOL_PATH, tool_id)
+
+
+def _rest_url(api_base: str, prefix: str, item_id: str) -> str:
     parts = urllib.parse.urlsplit(api_base)
-    path = parts.path.rstrip("/") + AGENT_PATH + urllib.parse.quote(agent_id, safe="")
+    path = parts.path.rstrip("/") + prefix + urllib.parse.quote(item_id, safe="")
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
@@ -259,6 +277,7 @@ def check_service(cfg: Config, key: Secret | None, key_source: str) -> list[Chec
         )
     out.extend(_signed_url(cfg, key, agent, host, timeout))
     out.append(_overrides(cfg, agent))
+    out.append(_tools(cfg, key, agent, timeout))
     return out
 
 
@@ -326,3 +345,72 @@ def _overrides(cfg: Config, agent: Any) -> Check:
             "agent.overrides",
         )
     return ok("overrides", f"enabled for this agent: {', '.join(sent)}")
+
+
+def _read_tool_ids(
+    cfg: Config, key: Secret, tool_ids: tuple[str, ...], timeout: float
+) -> tuple[set[str], list[str], str]:
+    """The client tool names among the agent's workspace tools, the ids that could not be read,
+    and why not (the first reason)."""
+    names: set[str] = set()
+    unseen: list[str] = []
+    why = ""
+    for n, tool_id in enumerate(tool_ids):
+        if n == MAX_TOOL_IDS:
+            return names, [*unseen, *tool_ids[n:]], why or f"more than {MAX_TOOL_IDS} tools"
+        try:
+            answer = get_json(tool_url(cfg.agent.api_base, tool_id), key, timeout)
+        except Unreachable as exc:
+            return names, [*unseen, *tool_ids[n:]], why or str(exc)
+        if answer.status == 200:
+            name = agent_tools.client_tool_name(_dig(answer.body, "tool_config"))
+            if name:
+                names.add(name)
+        else:
+            unseen.append(tool_id)
+            why = why or f"HTTP {answer.status}"
+    return names, unseen, why
+
+
+def _tools(cfg: Config, key: Secret, agent: Any, timeout: float) -> Check:
+    """Built-in client tools the agent does not declare, and client tools it declares that the
+    box does not have (the box answers a call to one with an error result)."""
+    builtin = [spec.name for spec in agent_tools.builtin_specs(cfg)]
+    fix_unread = "check that the agent declares the client tools `voicebox tools` prints"
+    if agent is None:
+        return warn(
+            "client tools", "not checked: the agent's settings could not be read", fix_unread
+        )
+    declared = agent_tools.declared_tools(agent)
+    if declared is None:
+        return warn("client tools", "the agent's answer does not show its tools", fix_unread)
+    names, unseen, why = _read_tool_ids(cfg, key, declared.tool_ids, timeout)
+    cmp = agent_tools.compare(builtin, declared.client | names)
+    problems: list[str] = []
+    fixes: list[str] = []
+    if cmp.missing and unseen:
+        problems.append(
+            f"{len(unseen)} of the agent's workspace tools (tool_ids) could not be read ({why}): "
+            f"not seen whether it declares {', '.join(cmp.missing)}"
+        )
+        fixes.append(
+            "give the key permission to read the workspace's tools, or compare the agent's "
+            "Tools with `voicebox tools`"
+        )
+    elif cmp.missing:
+        problems.append(f"the agent does not declare {', '.join(cmp.missing)}: it never calls them")
+        fixes.append(ADD_TOOLS)
+    if cmp.unknown:
+        problems.append(
+            f"the agent declares client tools this box does not have: {', '.join(cmp.unknown)} "
+            "(the box answers a call to one with an error result, unknown tool)"
+        )
+        fixes.append(
+            "remove the ones the box lacks from the agent, unless another client of it has them"
+        )
+    if problems:
+        return warn("client tools", "; ".join(problems), "; ".join(fixes))
+    detail = f"the agent declares the built-in tools {', '.join(builtin)}"
+    if unseen:
+        detail += f" ({len(unseen)} workspace tools could not be read: {why})"
+    return ok("client tools", detail)

@@ -46,7 +46,15 @@ from voicebox import logs
 from voicebox.audio.formats import AudioFormat, decode, encode
 from voicebox.convai import messages as m
 from voicebox.simulator import chaos
-from voicebox.simulator.agents import AGENTS_PATH, agent_settings
+from voicebox.simulator.agents import (
+    AGENTS_PATH,
+    TOOLS_PATH,
+    ToolListing,
+    agent_settings,
+    builtin_names,
+    tool_config,
+    tool_name,
+)
 from voicebox.simulator.bursts import BurstLog
 from voicebox.simulator.faults import OVERSIZE_BYTES, QUOTA_MESSAGE, Fault, FaultError, parse_fault
 from voicebox.simulator.vad import EnergyVad, SpeechEnd, SpeechStart
@@ -80,6 +88,9 @@ class SimConfig:
     api_key: str | None = None  # required (xi-api-key) for signed URLs when set
     agent_ids: frozenset[str] | None = None  # None accepts any agent id
     overrides_disabled: frozenset[str] = frozenset()  # agents whose settings allow no override
+    # the client tools the agents declare (get-agent); None: the daemon's built-in tools
+    client_tools: tuple[str, ...] | None = None
+    tool_listing: ToolListing = "inline"  # inline, ids, or ids_unreadable (simulator.agents)
     require_signature: bool = False  # a private agent: the socket needs a signed URL
     output_format: str = "pcm_16000"
     input_format: str = "pcm_16000"
@@ -844,6 +855,8 @@ class Simulator:
             return self._signed_url(connection, request, agent_id)
         if url.path.startswith(AGENTS_PATH):
             return self._get_agent(connection, request, url.path[len(AGENTS_PATH) :])
+        if url.path.startswith(TOOLS_PATH):
+            return self._get_tool(connection, request, url.path[len(TOOLS_PATH) :])
         if TTS_PATH.match(url.path):
             return None
         if url.path != CONVAI_PATH:
@@ -946,8 +959,32 @@ class Simulator:
             max_duration_s=cfg.max_duration_s,
             enable_auth=cfg.require_signature,
             overrides_enabled=agent_id not in cfg.overrides_disabled,
+            client_tools=self._client_tools(),
+            tool_listing=cfg.tool_listing,
         )
         return _json_response(connection, 200, settings)
+
+    def _client_tools(self) -> tuple[str, ...]:
+        tools = self.config.client_tools
+        return builtin_names() if tools is None else tools
+
+    def _get_tool(self, connection: ServerConnection, request: Request, raw_id: str) -> Response:
+        """GET /v1/convai/tools/{id}: a workspace tool the agents list in tool_ids; 401 without
+        the key, 403 when SimConfig.tool_listing is ids_unreadable, 404 for any other id."""
+        key = self.config.api_key
+        if key is not None and request.headers.get("xi-api-key") != key:
+            body = {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}}
+            return _json_response(connection, 401, body)
+        name = tool_name(unquote(raw_id))
+        if self.config.tool_listing == "inline" or name is None or name not in self._client_tools():
+            body = {"detail": {"status": "tool_not_found", "message": "Tool not found"}}
+            return _json_response(connection, 404, body)
+        if self.config.tool_listing == "ids_unreadable":
+            body = {"detail": {"status": "missing_permissions", "message": "Cannot read tools"}}
+            return _json_response(connection, 403, body)
+        logs.event(log, "sim.get_tool", tool=name)
+        tool = {"id": unquote(raw_id), "tool_config": tool_config(name)}
+        return _json_response(connection, 200, tool)
 
     # -- WebSocket side
 
