@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import math
 import shutil
-import sys
 import wave
 from pathlib import Path
 
@@ -14,20 +13,11 @@ import numpy as np
 import pytest
 
 from tests.daemon.test_daemon import KEY, Daemon, _config, _input_wav, run_daemon
+from tests.mute.test_mute_daemon import _cli
 from voicebox import volume
 from voicebox.simulator.server import SimConfig, Simulator
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
-
-
-async def _cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voicebox", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def _greeting_played(d: Daemon) -> None:

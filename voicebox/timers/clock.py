@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import time
 
 BOOT_TRUST_S = 900.0
@@ -18,10 +19,16 @@ TIME_ERROR = 5  # adjtimex: the clock is not synchronized
 _TIMEX_SIZE = 512  # larger than struct timex on every Linux ABI; modes = 0 only reads
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """Found once: find_library runs ldconfig in a subprocess."""
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
 def synchronized() -> bool | None:
     """The kernel's view (None: cannot tell)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = _libc()
         buf = ctypes.create_string_buffer(_TIMEX_SIZE)  # zeroed: modes = 0, nothing is set
         state = int(libc.adjtimex(buf))
     except (OSError, AttributeError):
@@ -36,4 +43,4 @@ def uptime_s() -> float:
 
 
 def trusted() -> bool:
-    return synchronized() is not False or uptime_s() >= BOOT_TRUST_S
+    return uptime_s() >= BOOT_TRUST_S or synchronized() is not False
