@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 # pulseaudio, pulseaudio-utils, libasound2-plugins: the paced PulseAudio room of the echo tests.
 # libspeexdsp1: the linear echo filter ahead of AEC3 (voicebox/audio/linear_echo.py).
 # espeak-ng: real speech rendered offline for the wake-word tests and bench (tests/wake/speech.py).
+# mosquitto, mosquitto-clients: the real broker of the MQTT tests (tests/mqtt/broker.py); openssl
+# makes their test CA.
 PKGS=(libportaudio2 libsystemd-dev pkg-config gcc python3-dev python3-venv alsa-utils systemd stress-ng procps
-    pulseaudio pulseaudio-utils libasound2-plugins libspeexdsp1 espeak-ng)
+    pulseaudio pulseaudio-utils libasound2-plugins libspeexdsp1 espeak-ng mosquitto mosquitto-clients openssl)
 case "${1:-}" in
     --system-test) PKGS+=(systemd-container debootstrap) ;;
     --system-test=arm64) PKGS+=(systemd-container debootstrap qemu-user-static binfmt-support) ;;

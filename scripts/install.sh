@@ -15,6 +15,7 @@ usage() {
 usage: install.sh [options]
   --api-key-file FILE  store the ElevenLabs API key from FILE as the service credential
   --api-key-stdin      read the API key from standard input
+  --mqtt-password-file FILE  store the MQTT broker's password (mqtt.username's) from FILE
   --prefix DIR         install the application in DIR (default /opt/voicebox)
   --root DIR           install into DIR as a root filesystem: no apt, users, pip or systemctl
   --no-start           install and enable, but do not (re)start the service
@@ -28,6 +29,7 @@ ROOT=""
 PREFIX=/opt/voicebox
 KEY_FILE=""
 KEY_STDIN=0
+MQTT_PW_FILE=""
 UNINSTALL=0
 START=1
 USER_NAME=voicebox
@@ -36,6 +38,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --api-key-file) KEY_FILE=${2:?--api-key-file needs a file}; shift 2 ;;
         --api-key-stdin) KEY_STDIN=1; shift ;;
+        --mqtt-password-file) MQTT_PW_FILE=${2:?--mqtt-password-file needs a file}; shift 2 ;;
         --prefix) PREFIX=${2:?--prefix needs a directory}; shift 2 ;;
         --root) ROOT=${2:?--root needs a directory}; shift 2 ;;
         --no-start) START=0; shift ;;
@@ -109,6 +112,13 @@ elif [ $KEY_STDIN -eq 1 ]; then
     IFS= read -r KEY || true
     KEY=$(printf '%s' "$KEY" | tr -d ' \t\r\n')
     [ -n "$KEY" ] || die "no API key on standard input"
+fi
+
+MQTT_PW=""
+if [ -n "$MQTT_PW_FILE" ]; then
+    [ -r "$MQTT_PW_FILE" ] || die "cannot read the MQTT password file $MQTT_PW_FILE"
+    MQTT_PW=$(head -n 1 "$MQTT_PW_FILE" | tr -d '\r')
+    [ -n "$MQTT_PW" ] || die "the MQTT password file $MQTT_PW_FILE is empty"
 fi
 
 # --- system packages, group and user -----------------------------------------------------------
@@ -201,6 +211,16 @@ if [ -n "$KEY" ]; then
     say "stored the API key in /etc/voicebox/credentials/elevenlabs_api_key (root only, 0600)"
 elif [ ! -s "$CRED" ]; then
     warn "no API key given: store one with --api-key-file FILE or --api-key-stdin"
+fi
+
+# The unit loads every file of credentials/mqtt/ (LoadCredential=mqtt:DIR): the directory must
+# exist even without a broker; its file `password` becomes the credential mqtt_password.
+install -d -m 0700 "$CRED_DIR/mqtt"
+if [ -n "$MQTT_PW" ]; then
+    (umask 077 && printf '%s\n' "$MQTT_PW" >"$CRED_DIR/mqtt/.password.new" &&
+        mv -f "$CRED_DIR/mqtt/.password.new" "$CRED_DIR/mqtt/password") ||
+        die "could not store the MQTT password in $CRED_DIR/mqtt/password"
+    say "stored the MQTT password in /etc/voicebox/credentials/mqtt/password (root only, 0600)"
 fi
 
 if [ ! -e "$ROOT/etc/default/voicebox" ]; then

@@ -226,6 +226,18 @@ class Announcer:
         finally:
             self._pending -= 1
 
+    async def say(self, text: str, source: str) -> None:
+        """Speak free text (Home Assistant's announce) as a phrase is spoken: from the cache,
+        else live; the tone when neither can be had. Never raises (cancellation aside)."""
+        self._pending += 1
+        try:
+            async with self._lock:
+                await self._announce(self._cfg, source, text)
+        except Exception as exc:
+            event(log, "announcement.failed", logging.WARNING, event=source, error=str(exc))
+        finally:
+            self._pending -= 1
+
     async def _announce(self, cfg: Config, event_name: str, text: str) -> None:
         fmt = synthesis_format(cfg)
         try:

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import types
 import typing
 import urllib.parse
@@ -28,6 +29,8 @@ API_KEY_ENV = "ELEVENLABS_API_KEY"
 SECRET_KEYS = {"api_key", "xi_api_key", "xi-api-key", "apikey", "key", "token", "secret"}
 TWILIO_CREDENTIAL_NAME = "twilio_auth_token"
 TWILIO_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
+MQTT_CREDENTIAL_NAME = "mqtt_password"
+MQTT_PASSWORD_ENV = "VOICEBOX_MQTT_PASSWORD"
 
 
 class ConfigError(Exception):
@@ -394,6 +397,23 @@ class PhoneConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    """Home Assistant over MQTT discovery. The password comes from the systemd credential
+    `mqtt_password` or $VOICEBOX_MQTT_PASSWORD, never from this file."""
+
+    enabled: bool = _f(False, "publish state and take commands over MQTT (Home Assistant)")
+    host: str = _f("localhost", "the broker's host name or address")
+    port: int | None = _f(None, "its port (null: 1883, or 8883 with tls)", ge=1, le=65535)
+    tls: bool | str = _f(False, "false; true (the system's CA store); or a CA certificate file")
+    username: str | None = _f(None, "user name at the broker (null: anonymous)")
+    discovery_prefix: str = _f("homeassistant", "Home Assistant's discovery prefix")
+    node_id: str | None = _f(None, "this box's id in topics and unique ids (null: the hostname)")
+    base_topic: str | None = _f(None, "state and command topics' root (null: voicebox/<node_id>)")
+    publish_transcripts: bool = _f(False, "publish what the user said (privacy: off by default)")
+    keepalive_s: int = _f(30, "MQTT keepalive; a dead link is seen within 1.5x", ge=5, le=600)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole daemon configuration."""
 
@@ -410,6 +430,7 @@ class Config:
     announcements: AnnouncementsConfig = field(default_factory=AnnouncementsConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     phone: PhoneConfig = field(default_factory=PhoneConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -443,6 +464,14 @@ class _Loader:
                     sub,
                     "secrets do not belong in the YAML: put the Twilio auth token in the systemd "
                     f"credential '{TWILIO_CREDENTIAL_NAME}' or ${TWILIO_TOKEN_ENV}",
+                )
+                continue
+            if "password" in key.lower() and key not in fields:
+                self.problem(
+                    key_node,
+                    sub,
+                    "secrets do not belong in the YAML: put the MQTT password in the systemd "
+                    f"credential '{MQTT_CREDENTIAL_NAME}' or ${MQTT_PASSWORD_ENV}",
                 )
                 continue
             if key.lower() in SECRET_KEYS or "api_key" in key.lower() and key not in fields:
@@ -675,6 +704,30 @@ def _cross_checks(cfg: Config, loader: _Loader) -> None:
         problem = api_base_problem(url) if url else None
         if problem is not None:
             loader.problem(nodes.get(key), key, problem)
+    _mqtt_checks(cfg.mqtt, loader)
+
+
+_TOPIC_WORD = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _mqtt_checks(mq: MqttConfig, loader: _Loader) -> None:
+    """Topics a broker accepts and Home Assistant can discover; a CA file that exists."""
+    nodes = loader.nodes
+    if mq.node_id is not None and not _TOPIC_WORD.fullmatch(mq.node_id):
+        text = f"only letters, digits, '_' and '-' (Home Assistant's rule), got {mq.node_id!r}"
+        loader.problem(nodes.get("mqtt.node_id"), "mqtt.node_id", text)
+    for key in ("discovery_prefix", "base_topic"):
+        topic = getattr(mq, key)
+        if topic is None:
+            continue
+        if any(not part for part in topic.split("/")) or any(c in topic for c in "+#\x00"):
+            text = f"expected a topic like 'a/b' without '+', '#' or empty levels, got {topic!r}"
+            loader.problem(nodes.get(f"mqtt.{key}"), f"mqtt.{key}", text)
+    if not mq.host.strip():
+        loader.problem(nodes.get("mqtt.host"), "mqtt.host", "expected the broker's host name")
+    if isinstance(mq.tls, str) and mq.enabled and not Path(mq.tls).is_file():
+        text = f"no CA certificate file at {mq.tls!r} (or true: the system's CA store)"
+        loader.problem(nodes.get("mqtt.tls"), "mqtt.tls", text)
 
 
 def api_base_problem(api: str) -> str | None:
@@ -856,6 +909,18 @@ def load_twilio_token(environ: Mapping[str, str] | None = None) -> Secret | None
         if value:
             return Secret(value)
     value = env.get(TWILIO_TOKEN_ENV, "").strip()
+    return Secret(value) if value else None
+
+
+def load_mqtt_password(environ: Mapping[str, str] | None = None) -> Secret | None:
+    """The MQTT password: systemd credential, then $VOICEBOX_MQTT_PASSWORD (never the YAML)."""
+    env = os.environ if environ is None else environ
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        value = _read_secret(Path(cred_dir) / MQTT_CREDENTIAL_NAME)
+        if value:
+            return Secret(value)
+    value = env.get(MQTT_PASSWORD_ENV, "").strip()
     return Secret(value) if value else None
 
 

@@ -16,12 +16,14 @@ import faulthandler
 import logging
 import re
 import signal
+import socket
 import time
+import typing
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from voicebox import __version__, config, logs, mute, usage, volume
+from voicebox import __version__, config, logs, mode, mute, usage, volume
 from voicebox.announcements import Announcer
 from voicebox.audio.devices import AudioDeviceError
 from voicebox.audio.engine import AudioEngine
@@ -32,6 +34,8 @@ from voicebox.convai.supervisor import Supervisor
 from voicebox.convai.tools import builtin_tools
 from voicebox.gpio import ButtonAction, PushButton, StatusLed, StdinButton, no_gpio, open_gpio
 from voicebox.monitor import Monitor, Sample, detect_environment, health_line_fields
+from voicebox.mqtt import discovery
+from voicebox.mqtt.discovery import Command
 from voicebox.mute_switch import MuteSwitch
 from voicebox.state import State
 from voicebox.status import MetricsFile, StatusServer, write_metrics_periodically
@@ -43,6 +47,9 @@ from voicebox.tuning import Tuner, TuningChange
 from voicebox.volume_buttons import VolumeButton
 from voicebox.wake import WakeError, WakeListener
 
+if typing.TYPE_CHECKING:
+    from voicebox.mqtt.link import MqttLink
+
 log = logging.getLogger("voicebox.daemon")
 
 EX_UNAVAILABLE = 69  # the audio configuration cannot work at all (a missing device is waited for)
@@ -51,6 +58,12 @@ USAGE_SAVE_S = 60.0  # a power cut loses at most this much of the minutes counte
 
 # Announcements spoken on state changes: (previous state group, new state) -> event.
 _TROUBLE = {State.RECONNECTING, State.DEGRADED}
+_START_REFUSED = {
+    "muted": "the box is muted",
+    "limited": "today's conversation limit is reached",
+    "already_open": "a conversation is already open",
+    "stopping": "the daemon is stopping",
+}
 
 
 class Daemon:
@@ -59,6 +72,10 @@ class Daemon:
     def __init__(
         self, cfg: Config, config_path: Path, api_key: Secret | None, simulate_button: bool
     ) -> None:
+        self.configured_mode = cfg.conversation.mode
+        chosen = mode.load(cfg.paths.state_dir, cfg.conversation.mode)
+        if chosen is not None:  # chosen at run time (Home Assistant) over this configured mode
+            cfg = config.with_changes(cfg, **{"conversation.mode": chosen})
         self.cfg = cfg
         self.config_path = config_path
         self.api_key = api_key
@@ -84,7 +101,7 @@ class Daemon:
             self.timers = Timers(cfg.timers, cfg.paths.state_dir, self.announcer,
                                  on_change=self._on_timers)  # fmt: skip
             timer_tools.register(self.tools, self.timers)
-            self.supervisor.on_heard = self._on_heard
+        self.supervisor.on_heard = self._on_heard
         self.wake: WakeListener | None = None
         self.usage = usage.UsageLedger.load(cfg.paths.state_dir)
         self.limit = usage.DailyLimit(cfg.conversation.daily_limit_minutes)
@@ -95,6 +112,10 @@ class Daemon:
         self.mute_switch: MuteSwitch | None = None
         self.volume_buttons: list[VolumeButton] = []
         self.status_server: StatusServer | None = None
+        self.mqtt: MqttLink | None = None
+        self._mqtt_task: asyncio.Task[None] | None = None
+        self._mqtt_secret: str | None = None
+        self._heard: str | None = None  # the user's last final transcript (mqtt, if published)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._supervisor_task: asyncio.Task[None] | None = None
@@ -138,6 +159,10 @@ class Daemon:
         self._apply_limit(datetime.datetime.now(), announce=False)  # over today's limit at start
         self._open_gpio(loop)
         await self._open_status()
+        if self.cfg.conversation.mode != self.configured_mode:
+            logs.event(log, "mode.restored", mode=self.cfg.conversation.mode,
+                       configured=self.configured_mode)  # fmt: skip
+        self._start_mqtt(self.cfg)
         self._apply_tuning(self._initial_tuning())
         self._tasks = [asyncio.create_task(self.monitor.run(self._on_sample), name="monitor")]
         if self.timers is not None:
@@ -201,6 +226,7 @@ class Daemon:
             async with asyncio.timeout(STOP_TIMEOUT_S):
                 await self.audio.stop()
         self._set_wake(None)
+        await self._stop_mqtt()
         self._count_usage(time.monotonic())
         self.usage.save()
         if self.led is not None:
@@ -235,13 +261,18 @@ class Daemon:
             for problem in exc.problems:
                 logs.event(log, "config.reload_refused", logging.ERROR, problem=problem)
             return
+        configured = new.conversation.mode
+        if configured == self.configured_mode and self.cfg.conversation.mode != configured:
+            new = config.with_changes(new, **{"conversation.mode": self.cfg.conversation.mode})
+        elif configured != self.configured_mode:  # the file's new mode wins over a chosen one
+            mode.store(new.paths.state_dir, configured, configured)
         if (new.conversation.mode, new.wake) != (self.cfg.conversation.mode, self.cfg.wake):
             try:
                 self._set_wake(new)
             except WakeError as exc:
                 logs.event(log, "config.reload_refused", logging.ERROR, problem=str(exc))
                 return
-        self.cfg = new
+        old_mqtt, self.cfg = self.cfg.mqtt, new
         logging.getLogger().setLevel(new.logging.level.upper())
         self.supervisor.update_config(new)
         self.announcer.update_config(new)
@@ -254,8 +285,18 @@ class Daemon:
         self.volume.reconfigure(volume.configured_level(new.audio.output.volume))
         self.audio.set_processing(processing_settings(new))
         self._apply_gpio(new)
+        self.configured_mode = configured
         self.tuner = Tuner(new, self.env)
         self._apply_tuning(self._initial_tuning())
+        try:
+            password = config.load_mqtt_password()
+        except ConfigError as exc:
+            password = None
+            logs.event(log, "config.reload_refused", logging.ERROR, problem=str(exc))
+        if (new.mqtt, password and password.reveal()) != (old_mqtt, self._mqtt_secret):
+            await self._stop_mqtt()
+            self._start_mqtt(new)
+        self._refresh_mqtt()
         logs.event(log, "config.reloaded", config=str(self.config_path))
 
     # --- parts ---------------------------------------------------------------------------
@@ -373,6 +414,87 @@ class Daemon:
             listener.start()
             logs.event(log, "wake.listening", model=listener.cfg.model, word=listener.wake_word)
 
+    def _start_mqtt(self, cfg: Config) -> None:
+        """Connect to the broker mqtt.* names: a task the daemon never waits for."""
+        if not cfg.mqtt.enabled:
+            return
+        from voicebox.mqtt.link import MqttLink  # aiomqtt is imported by boxes that use it
+
+        try:
+            password = config.load_mqtt_password()
+        except ConfigError as exc:
+            logs.event(log, "mqtt.unavailable", logging.ERROR, error=str(exc))
+            return
+        if password is not None:
+            logs.register_secret(password.reveal())
+        self._mqtt_secret = password.reveal() if password else None
+        device = discovery.Device(socket.gethostname(), __version__, self.env.board)
+        self.mqtt = MqttLink(cfg.mqtt, password, device, self._mqtt_values, self._on_mqtt_command)
+        self._mqtt_task = asyncio.create_task(self.mqtt.run(), name="mqtt")
+
+    async def _stop_mqtt(self) -> None:
+        link, task = self.mqtt, self._mqtt_task
+        self.mqtt, self._mqtt_task = None, None
+        if link is None or task is None:
+            return
+        await link.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    def _refresh_mqtt(self) -> None:
+        """Anything Home Assistant shows may have changed: the link publishes what did."""
+        if self.mqtt is not None:
+            self.mqtt.refresh()
+
+    def _mqtt_values(self) -> dict[str, str]:
+        heard = self._heard if self.cfg.mqtt.publish_transcripts else None
+        return discovery.values(self.snapshot(), self.state_fields, heard)
+
+    def _on_mqtt_command(self, command: Command) -> str | None:
+        """A command from the broker, through the paths the button and the socket take; the
+        reason when it is refused (nothing changed)."""
+        name, value = command.name, command.value
+        if name == "mute":
+            return self.set_muted(value is True, "mqtt").get("error")
+        if name == "volume" and isinstance(value, int):
+            self.set_volume(value, "mqtt")
+        elif name == "mode":
+            return self.set_mode(str(value), "mqtt")
+        elif name == "start":
+            outcome = self.supervisor.start_conversation()
+            if outcome != "opened":
+                return _START_REFUSED.get(outcome, outcome)
+            self.announcer.chime("wake")
+        elif name == "end":
+            self.supervisor.end_conversation()
+        elif name == "announce":
+            self._spawn(self.announcer.say(str(value), "mqtt"))
+        elif name in ("tell", "context") and not self.supervisor.tell(str(value), name == "tell"):
+            return "no conversation is open (start one first)"
+        return None
+
+    def set_mode(self, wanted: str, source: str) -> str | None:
+        """conversation.mode changed at run time: kept in the state directory until the YAML
+        names another mode; the reason when it cannot be (a wake-word model that fails)."""
+        before = self.cfg.conversation.mode
+        if wanted == before:
+            return None
+        new = config.with_changes(self.cfg, **{"conversation.mode": wanted})
+        try:
+            self._set_wake(new)
+        except WakeError as exc:
+            return str(exc)
+        self.cfg = new
+        if before == "always_on":  # the open mic of always_on closes with it
+            self.supervisor.end_conversation()
+        self.supervisor.update_config(new)
+        mode.store(new.paths.state_dir, wanted, self.configured_mode)
+        self._refresh_mqtt()
+        logs.event(log, "mode.changed", mode=wanted, previous=before, source=source,
+                   configured=self.configured_mode)  # fmt: skip
+        self.notifier.status(self._status_text())
+        return None
+
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
@@ -392,6 +514,7 @@ class Daemon:
             mute.store(self.cfg.paths.state_dir, muted)
             logs.event(log, "mute.on" if muted else "mute.off", state=self.state, source=source)
             self.announcer.chime("mute" if muted else "unmute")
+            self._refresh_mqtt()
         return {"muted": muted, "changed": changed, "state": "muted" if muted else "idle"}
 
     def set_volume(self, level: int, source: str) -> int:
@@ -401,6 +524,7 @@ class Daemon:
         level = self.volume.set(level, source)
         if level != before and source != "tool" and not self.audio.playing and level > 0:
             self.announcer.chime("volume")
+        self._refresh_mqtt()
         return level
 
     def _volume_command(self, argument: str) -> dict[str, Any]:
@@ -448,6 +572,9 @@ class Daemon:
 
     def _on_heard(self, text: str) -> None:
         """The user's words in an open conversation: "stop" stops a ring."""
+        self._heard = text
+        if self.cfg.mqtt.publish_transcripts:
+            self._refresh_mqtt()
         if self.timers is not None and self.timers.ringing and re.search(r"\bstop\b", text, re.I):
             self.timers.stop("said")
 
@@ -530,6 +657,7 @@ class Daemon:
         if self.led is not None:
             self.led.show(self._shown_state())
         self.notifier.status(self._status_text())
+        self._refresh_mqtt()
 
     def _count_usage(self, now: float) -> None:
         """Add the time since the last count to the ledger if a session was open; apply the
@@ -567,6 +695,7 @@ class Daemon:
             probe_rtt_ms=self.supervisor.snapshot().get("probe_rtt_ms_p99"),
         )
         self._apply_tuning(changes)
+        self._refresh_mqtt()  # the minutes and echo figures
 
     def _initial_tuning(self) -> list[TuningChange]:
         t = self.tuner.current
@@ -701,6 +830,7 @@ class Daemon:
                 "limited": self.supervisor.limited,
             },
             "wake": self.wake.snapshot() if self.wake is not None else None,
+            "mqtt": self.mqtt.snapshot() if self.mqtt is not None else None,
             "environment": {
                 "board": self.env.board,
                 "cores": self.env.cores,

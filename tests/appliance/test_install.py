@@ -47,6 +47,7 @@ def test_fresh_install_layout_and_modes(tmp_path: Path, key_file: Path) -> None:
     assert cred.read_text().strip() == KEY
     assert mode(cred) == 0o600
     assert mode(cred.parent) == 0o700
+    assert mode(cred.parent / "mqtt") == 0o700  # the unit's LoadCredential=mqtt: directory
     unit = root / "etc/systemd/system/voicebox.service"
     assert unit.read_text() == (REPO / "systemd/voicebox.service").read_text()
     assert mode(unit) == 0o644
@@ -94,7 +95,8 @@ def test_key_from_stdin_replaces_the_old_one(tmp_path: Path, key_file: Path) -> 
     cred = root / "etc/voicebox/credentials/elevenlabs_api_key"
     assert cred.read_text() == "sk_new_key_987654321\n"
     assert mode(cred) == 0o600
-    assert [p.name for p in cred.parent.iterdir()] == ["elevenlabs_api_key"]  # no temp files
+    names = sorted(p.name for p in cred.parent.iterdir())
+    assert names == ["elevenlabs_api_key", "mqtt"]  # no temp files
 
 
 def test_no_key_warns_and_skips_prefetch(tmp_path: Path) -> None:
@@ -140,3 +142,16 @@ def test_uninstall_keeps_etc_voicebox(tmp_path: Path, key_file: Path) -> None:
 def test_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
     r = install(tmp_path / "root", "--frobnicate")
     assert r.returncode == 2 and "unknown option --frobnicate" in r.stderr
+
+
+def test_the_mqtt_password_is_stored_as_the_units_credential(tmp_path: Path) -> None:
+    secret = tmp_path / "mqtt-pw"
+    secret.write_text("correct horse battery\n")  # a password may hold spaces: kept as given
+    root = tmp_path / "root"
+    r = install(root, "--mqtt-password-file", str(secret))
+    assert r.returncode == 0, r.stderr
+    assert "correct horse" not in r.stdout + r.stderr
+    stored = root / "etc/voicebox/credentials/mqtt/password"
+    assert stored.read_text() == "correct horse battery\n"
+    assert mode(stored) == 0o600
+    assert [p.name for p in stored.parent.iterdir()] == ["password"]  # no temp files

@@ -69,7 +69,8 @@ def test_unit_contract() -> None:
     assert s["Restart"] == ["on-failure"]
     assert s["RestartPreventExitStatus"] == ["78"]
     assert s["LoadCredential"] == [
-        "elevenlabs_api_key:/etc/voicebox/credentials/elevenlabs_api_key"
+        "elevenlabs_api_key:/etc/voicebox/credentials/elevenlabs_api_key",
+        "mqtt:/etc/voicebox/credentials/mqtt",  # a directory: its `password` is mqtt_password
     ]
     assert s["EnvironmentFile"] == ["-/etc/default/voicebox"]
     assert s["User"] == ["voicebox"]

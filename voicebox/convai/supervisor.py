@@ -36,7 +36,7 @@ from voicebox.convai.connection import (
 )
 from voicebox.convai.policy import EndClass, ReconnectPolicy, SessionEnd, classify_end
 from voicebox.convai.replay import FrameWindow, MicFrame, has_voice, plan_replay
-from voicebox.convai.session import TRANSCRIPT_LINES, Session, SessionSettings, context_text
+from voicebox.convai.session import TRANSCRIPT_LINES, Send, Session, SessionSettings, context_text
 from voicebox.convai.tools import ToolRegistry, local_now, time_variables
 from voicebox.logs import event
 from voicebox.state import State
@@ -249,6 +249,34 @@ class Supervisor:
                 self._buffer.push(frame)
         self._wake.set()
         return "opened"
+
+    def start_conversation(self) -> str:
+        """Open a hands-free conversation from outside (Home Assistant): "opened", or
+        "already_open", "muted", "limited", "stopping" when nothing was opened."""
+        if self._stopping:
+            return "stopping"
+        if self.muted:
+            return "muted"
+        if self._wanted:
+            return "already_open"
+        if self.limited:
+            return "limited"
+        self._wanted = True
+        self._mic_live = True
+        self._buffer.clear()
+        self._preroll.clear()
+        self._wake.set()
+        return "opened"
+
+    def tell(self, text: str, reply: bool) -> bool:
+        """Send text into the open conversation: a user_message the agent answers (reply), or a
+        contextual_update it only takes in. False when no session is up to take it."""
+        link = self._link
+        if link is None or not link.session.ready or link.done.is_set():
+            return False
+        frame = messages.user_message(text) if reply else messages.contextual_update(text)
+        link.act([Send(frame)])
+        return True
 
     def toggle(self) -> None:
         """The button in wake_word mode: idle, open a conversation (as the wake word does);

@@ -14,6 +14,7 @@ from voicebox import config
 from voicebox.config import API_KEY_ENV, CREDENTIAL_NAME, Config, Secret
 from voicebox.doctor import host as h
 from voicebox.doctor.audio import check_audio
+from voicebox.doctor.mqtt import check_mqtt, find_password
 from voicebox.doctor.mute import check_mute
 from voicebox.doctor.network import check_network
 from voicebox.doctor.report import Check, as_json, exit_code, fail, ok, summary, warn
@@ -100,6 +101,8 @@ def checks(
         else:
             yield from run("service", lambda: check_service(c, key, source))
         yield from run("network", lambda: check_network(c.agent.api_base))
+        if c.mqtt.enabled:
+            yield from run("mqtt", lambda: check_mqtt(c, find_password(environ, host.root)))
         if host.unit_active():
             yield warn(
                 "audio",
