@@ -99,12 +99,24 @@ class Recorder:
     """Every message seen on the topics subscribed, in order: (topic, payload, retained)."""
 
     messages: list[tuple[str, str, bool]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # perf_counter() at receipt, per message
 
     def latest(self, topic: str) -> str | None:
         for t, payload, _ in reversed(self.messages):
             if t == topic:
                 return payload
         return None
+
+    async def until_after(
+        self, topic: str, payload: str, after: float, timeout: float = 5.0
+    ) -> None:
+        """A message on `topic` with `payload` received after perf_counter() `after`."""
+        async with asyncio.timeout(timeout):
+            while not any(  # noqa: ASYNC110 - polled
+                t == topic and p == payload and at >= after
+                for (t, p, _), at in zip(self.messages, self.times, strict=True)
+            ):
+                await asyncio.sleep(0.001)
 
     async def until(self, topic: str, payload: str | None = None, timeout: float = 15.0) -> str:
         """The first message on `topic` (with `payload`, if given) seen so far or later."""
@@ -128,6 +140,7 @@ async def recording(port: int, *topics: str, **client: object) -> AsyncIterator[
             async for msg in c.messages:
                 raw = msg.payload
                 text = raw.decode() if isinstance(raw, bytes | bytearray) else str(raw or "")
+                rec.times.append(time.perf_counter())
                 rec.messages.append((str(msg.topic), text, bool(msg.retain)))
 
         task = asyncio.create_task(pump())
