@@ -17,7 +17,7 @@ EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # 141, as for `yes | head`
 
 # command -> "module:function"; each function takes the parsed arguments and returns an exit code.
 COMMANDS = {
-    "run": "voicebox.daemon:main_run",
+    "run": "voicebox.daemon.run:main_run",
     "check-config": "voicebox.cli:main_check_config",
     "devices": "voicebox.audio.devices:main_devices",
     "simulate": "voicebox.simulator.server:main_simulate",

@@ -34,12 +34,29 @@ class Day:
     quiet_s: float = 0.0  # of it, more than QUIET_AFTER_S without speech
 
 
+SAVE_EVERY_S = 60.0
+
+
 class UsageLedger:
     """Open-session seconds per local day; `load`/`save` to the state directory."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self.days: dict[str, Day] = {}
+        self._counted_at: float | None = None  # monotonic time counted up to
+        self._saved_at: float | None = None
+
+    def tick(self, now: float, wall: dt.datetime, session_open: bool, quiet: bool) -> None:
+        """Count the (monotonic) time since the last tick if a session was open; save every
+        SAVE_EVERY_S, so a power cut loses at most that much."""
+        if self._counted_at is not None and session_open:
+            self.add(wall, now - self._counted_at, quiet)
+        self._counted_at = now
+        if self._saved_at is None:
+            self._saved_at = now
+        elif now - self._saved_at >= SAVE_EVERY_S:
+            self._saved_at = now
+            self.save()
 
     @classmethod
     def load(cls, state_dir: str | Path) -> UsageLedger:

@@ -31,18 +31,18 @@ async def test_the_led_rings_and_a_press_or_the_wake_word_stops_the_ring(
     path = write_config(tmp_path, "  button: {pin: 17, bounce_ms: 0}\n  led: {pin: 18}")
     daemon = Daemon(config.load(path), path, None, simulate_button=False)
     daemon._open_gpio(asyncio.get_running_loop())
-    assert daemon.timers is not None and daemon.led is not None
+    assert daemon.timers is not None and daemon.gpio.led is not None
     task = asyncio.create_task(daemon.timers.run())
     button = factory.pin(17)
     try:
         await _ringing(daemon, "tea")
-        assert daemon.led._state is State.RINGING  # long flashes, its own pattern
+        assert daemon.gpio.led._state is State.RINGING  # long flashes, its own pattern
         assert "ringing tea" in daemon._status_text()
         button.drive_low()  # pressed
         await until(lambda: not daemon.timers or not daemon.timers.ringing)
         button.drive_high()
         await asyncio.sleep(0.1)
-        assert daemon.led._state is State.IDLE
+        assert daemon.gpio.led._state is State.IDLE
         assert not daemon.supervisor._wanted  # the press opened no conversation
         await _ringing(daemon, "toast")
         daemon._on_wake(0)  # the wake word, while it rings

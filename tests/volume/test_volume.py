@@ -14,6 +14,7 @@ from gpiozero.pins.mock import MockFactory
 from tests.mute.test_mute_switch import factory, until, write_config  # noqa: F401
 from voicebox import config, volume
 from voicebox.daemon import Daemon
+from voicebox.daemon.report import volume_command
 
 
 def test_the_curve_is_silent_at_0_and_even_in_db_from_1_to_100() -> None:
@@ -83,8 +84,9 @@ async def test_volume_buttons_step_repeat_on_hold_and_confirm_with_a_tone(
         up.drive_high()
         assert (tmp_path / "state" / "volume").read_text() == f"{held_to + 5}\n"
         assert played[0] == 95 and played[-1] == held_to + 5  # a tone at each new level
-        assert daemon._volume_command("30") == {"level": 30}  # `voicebox volume 30`
-        assert "not a level" in daemon._volume_command("300")["error"]
+        volume_at = lambda: daemon.volume.level  # noqa: E731
+        assert volume_command("30", volume_at, daemon.set_volume) == {"level": 30}  # `volume 30`
+        assert "not a level" in volume_command("300", volume_at, daemon.set_volume)["error"]
         assert daemon.snapshot()["volume"] == 30
     finally:
         await daemon.shutdown()

@@ -1,24 +1,20 @@
-"""`voicebox run`: wires audio, the conversation supervisor, GPIO, monitor, status and systemd.
+"""The daemon: owns the parts and the one `State` they are driven by (the LED, STATUS=, the status
+socket and Home Assistant show it; every transition is one log event).
 
 Lifecycle: config → audio → GPIO → status → READY=1 (never waiting for the cloud); SIGHUP reloads
-(an invalid file keeps the old config); SIGTERM stops within a few seconds and exits 0. The one
-`State` drives the LED, STATUS= and the status socket; every transition is one log event.
+(an invalid file keeps the old config); SIGTERM stops within a few seconds and exits 0.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
 import datetime
-import faulthandler
 import logging
 import re
 import signal
-import socket
 import time
-import typing
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -29,45 +25,39 @@ from voicebox.audio.devices import AudioDeviceError
 from voicebox.audio.engine import AudioEngine
 from voicebox.audio.port import Chunk
 from voicebox.audio.processing import processing_settings
-from voicebox.config import EX_CONFIG, Config, ConfigError, MuteSwitchConfig, Secret
+from voicebox.config import EX_CONFIG, Config, ConfigError, Secret
 from voicebox.convai.supervisor import Supervisor
 from voicebox.convai.tools import builtin_tools
-from voicebox.gpio import ButtonAction, PushButton, StatusLed, StdinButton, no_gpio, open_gpio
+from voicebox.daemon.gpio import GpioParts
+from voicebox.daemon.home import HomeAssistant
+from voicebox.daemon.report import (
+    TROUBLE,
+    health_counters,
+    status_text,
+    timers_command,
+    volume_command,
+)
+from voicebox.daemon.retune import apply_changes, initial_changes
+from voicebox.gpio import ButtonAction
 from voicebox.monitor import Monitor, Sample, detect_environment, health_line_fields
 from voicebox.mqtt import discovery
-from voicebox.mqtt.discovery import Command
-from voicebox.mute_switch import MuteSwitch
 from voicebox.state import State
 from voicebox.status import MetricsFile, StatusServer, write_metrics_periodically
 from voicebox.systemd import Notifier, feed_watchdog
 from voicebox.timers import tools as timer_tools
-from voicebox.timers.book import TimerError
 from voicebox.timers.ringer import Timers
 from voicebox.tuning import Tuner, TuningChange
-from voicebox.volume_buttons import VolumeButton
 from voicebox.wake import WakeError, WakeListener
-
-if typing.TYPE_CHECKING:
-    from voicebox.mqtt.link import MqttLink
 
 log = logging.getLogger("voicebox.daemon")
 
 EX_UNAVAILABLE = 69  # the audio configuration cannot work at all (a missing device is waited for)
 STOP_TIMEOUT_S = 5.0
-USAGE_SAVE_S = 60.0  # a power cut loses at most this much of the minutes counted
-
-# Announcements spoken on state changes: (previous state group, new state) -> event.
-_TROUBLE = {State.RECONNECTING, State.DEGRADED}
-_START_REFUSED = {
-    "muted": "the box is muted",
-    "limited": "today's conversation limit is reached",
-    "already_open": "a conversation is already open",
-    "stopping": "the daemon is stopping",
-}
 
 
 class Daemon:
-    """One running voicebox: owns the parts and the state they are driven by."""
+    """One running voicebox and the one state its parts are driven by: one class (over 250 lines)
+    as each handler reads or changes that state; what it wires lives beside it."""
 
     def __init__(
         self, cfg: Config, config_path: Path, api_key: Secret | None, simulate_button: bool
@@ -105,16 +95,15 @@ class Daemon:
         self.wake: WakeListener | None = None
         self.usage = usage.UsageLedger.load(cfg.paths.state_dir)
         self.limit = usage.DailyLimit(cfg.conversation.daily_limit_minutes)
-        self._counted_at = time.monotonic()  # the usage ledger is counted up to here
-        self._saved_at = self._counted_at
-        self.button: PushButton | StdinButton | None = None
-        self.led: StatusLed | None = None
-        self.mute_switch: MuteSwitch | None = None
-        self.volume_buttons: list[VolumeButton] = []
+        self.usage.tick(time.monotonic(), datetime.datetime.now(), False, False)
+        self.gpio = GpioParts(
+            self._on_button,
+            set_muted=lambda muted: self.set_muted(muted, "gpio"),
+            is_muted=lambda: self.supervisor.muted,
+            step_volume=lambda d: self.set_volume(self.volume.level + d * volume.STEP, "gpio"),
+        )
         self.status_server: StatusServer | None = None
-        self.mqtt: MqttLink | None = None
-        self._mqtt_task: asyncio.Task[None] | None = None
-        self._mqtt_secret: str | None = None
+        self.home = HomeAssistant(self, self._mqtt_values, self.env.board)
         self._heard: str | None = None  # the user's last final transcript (mqtt, if published)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -162,8 +151,8 @@ class Daemon:
         if self.cfg.conversation.mode != self.configured_mode:
             logs.event(log, "mode.restored", mode=self.cfg.conversation.mode,
                        configured=self.configured_mode)  # fmt: skip
-        self._start_mqtt(self.cfg)
-        self._apply_tuning(self._initial_tuning())
+        self.home.start(self.cfg.mqtt)
+        self._retune(initial_changes(self.tuner.current))
         self._tasks = [asyncio.create_task(self.monitor.run(self._on_sample), name="monitor")]
         if self.timers is not None:
             self._tasks.append(asyncio.create_task(self.timers.run(), name="timers"))
@@ -226,17 +215,10 @@ class Daemon:
             async with asyncio.timeout(STOP_TIMEOUT_S):
                 await self.audio.stop()
         self._set_wake(None)
-        await self._stop_mqtt()
+        await self.home.stop()
         self._count_usage(time.monotonic())
         self.usage.save()
-        if self.led is not None:
-            self.led.close()
-        if self.button is not None:
-            self.button.close()
-        if self.mute_switch is not None:
-            self.mute_switch.close()
-        for button in self.volume_buttons:
-            button.close()
+        self.gpio.close()
         if self.status_server is not None:
             await self.status_server.stop()
         logs.event(log, "daemon.stopped", uptime_s=round(time.monotonic() - self.started, 1))
@@ -272,7 +254,7 @@ class Daemon:
             except WakeError as exc:
                 logs.event(log, "config.reload_refused", logging.ERROR, problem=str(exc))
                 return
-        old_mqtt, self.cfg = self.cfg.mqtt, new
+        old_gpio, self.cfg = self.cfg.gpio, new
         logging.getLogger().setLevel(new.logging.level.upper())
         self.supervisor.update_config(new)
         self.announcer.update_config(new)
@@ -284,103 +266,17 @@ class Daemon:
             logs.event(log, "config.restart_needed", key="timers.enabled")
         self.volume.reconfigure(volume.configured_level(new.audio.output.volume))
         self.audio.set_processing(processing_settings(new))
-        self._apply_gpio(new)
+        self.gpio.apply(old_gpio, new.gpio, self._shown_state())
         self.configured_mode = configured
         self.tuner = Tuner(new, self.env)
-        self._apply_tuning(self._initial_tuning())
-        try:
-            password = config.load_mqtt_password()
-        except ConfigError as exc:
-            password = None
-            logs.event(log, "config.reload_refused", logging.ERROR, problem=str(exc))
-        if (new.mqtt, password and password.reveal()) != (old_mqtt, self._mqtt_secret):
-            await self._stop_mqtt()
-            self._start_mqtt(new)
-        self._refresh_mqtt()
+        self._retune(initial_changes(self.tuner.current))
+        await self.home.reload(new.mqtt)
         logs.event(log, "config.reloaded", config=str(self.config_path))
 
     # --- parts ---------------------------------------------------------------------------
 
     def _open_gpio(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._open_mute_switch(loop, self.cfg.gpio.mute)
-        self._open_volume_buttons(loop, self.cfg)
-        if self.simulate_button:
-            self.button = StdinButton(loop, self._on_button)
-            logs.event(log, "gpio.simulated", source="stdin")
-            return
-        self.button, self.led = open_gpio(self.cfg.gpio, loop, self._on_button)
-        if self.led is not None:
-            self.led.show(self.state)
-
-    def _open_mute_switch(self, loop: asyncio.AbstractEventLoop, cfg: MuteSwitchConfig) -> None:
-        """Open gpio.mute (closing the one before); a closed switch mutes at once."""
-        if self.mute_switch is not None:
-            self.mute_switch.close()
-            self.mute_switch = None
-        if cfg.pin is None:
-            return
-        try:
-            on_change = lambda muted: self.set_muted(muted, "gpio")  # noqa: E731
-            self.mute_switch = MuteSwitch(cfg, loop, on_change, lambda: self.supervisor.muted)
-        except Exception as exc:
-            level, name = logging.ERROR, "gpio.error"
-            if no_gpio(exc):
-                level, name = logging.WARNING, "gpio.unavailable"
-            logs.event(log, name, level, device="mute", pin=cfg.pin, error=str(exc))
-            return
-        if self.mute_switch.holds_mute:
-            self.set_muted(True, "gpio")
-
-    def _open_volume_buttons(self, loop: asyncio.AbstractEventLoop, cfg: Config) -> None:
-        """Open gpio.volume_up / volume_down (closing the ones before)."""
-        for button in self.volume_buttons:
-            button.close()
-        self.volume_buttons = []
-        for name, direction in (("volume_up", 1), ("volume_down", -1)):
-            bcfg = getattr(cfg.gpio, name)
-            if bcfg.pin is None:
-                continue
-            try:
-                on_step = lambda d: self.set_volume(self.volume.level + d * volume.STEP, "gpio")  # noqa: E731
-                self.volume_buttons.append(VolumeButton(bcfg, direction, loop, on_step))
-            except Exception as exc:
-                level, what = logging.ERROR, "gpio.error"
-                if no_gpio(exc):
-                    level, what = logging.WARNING, "gpio.unavailable"
-                logs.event(log, what, level, device=name, pin=bcfg.pin, error=str(exc))
-
-    def _apply_gpio(self, new: Config) -> None:
-        """Reload: reconfigure the button and LED, open ones that are new, close removed ones."""
-        if (new.gpio.volume_up, new.gpio.volume_down) != (
-            self.cfg.gpio.volume_up, self.cfg.gpio.volume_down,
-        ):  # fmt: skip
-            self._open_volume_buttons(asyncio.get_running_loop(), new)
-        current = self.mute_switch.cfg if self.mute_switch is not None else None
-        if new.gpio.mute != current and (new.gpio.mute.pin is not None or current is not None):
-            self._open_mute_switch(asyncio.get_running_loop(), new.gpio.mute)
-        if isinstance(self.button, PushButton):
-            if new.gpio.button.pin is None:
-                self.button.close()
-                self.button = None
-            else:
-                self.button.reconfigure(new.gpio.button)
-        if self.led is not None:
-            if new.gpio.led.pin is None:
-                self.led.close()
-                self.led = None
-            else:
-                self.led.reconfigure(new.gpio.led)
-        missing = new.gpio
-        if self.button is not None:
-            missing = config.with_changes(missing, **{"button.pin": None})
-        if self.led is not None:
-            missing = config.with_changes(missing, **{"led.pin": None})
-        if missing.button.pin is not None or missing.led.pin is not None:
-            button, led = open_gpio(missing, asyncio.get_running_loop(), self._on_button)
-            self.button = self.button or button
-            self.led = self.led or led
-        if self.led is not None:
-            self.led.show(self.state)
+        self.gpio.open(loop, self.cfg.gpio, self.simulate_button, self._shown_state())
 
     async def _open_status(self) -> None:
         path = Path(self.cfg.paths.runtime_dir) / "status.sock"
@@ -390,8 +286,8 @@ class Daemon:
             {
                 "mute": lambda _: self.set_muted(True),
                 "unmute": lambda _: self.set_muted(False),
-                "volume": self._volume_command,
-                "timers": self._timers_command,
+                "volume": lambda a: volume_command(a, lambda: self.volume.level, self.set_volume),
+                "timers": lambda a: timers_command(a, self.timers),
             },
         )
         try:
@@ -414,64 +310,28 @@ class Daemon:
             listener.start()
             logs.event(log, "wake.listening", model=listener.cfg.model, word=listener.wake_word)
 
-    def _start_mqtt(self, cfg: Config) -> None:
-        """Connect to the broker mqtt.* names: a task the daemon never waits for."""
-        if not cfg.mqtt.enabled:
-            return
-        from voicebox.mqtt.link import MqttLink  # aiomqtt is imported by boxes that use it
-
-        try:
-            password = config.load_mqtt_password()
-        except ConfigError as exc:
-            logs.event(log, "mqtt.unavailable", logging.ERROR, error=str(exc))
-            return
-        if password is not None:
-            logs.register_secret(password.reveal())
-        self._mqtt_secret = password.reveal() if password else None
-        device = discovery.Device(socket.gethostname(), __version__, self.env.board)
-        self.mqtt = MqttLink(cfg.mqtt, password, device, self._mqtt_values, self._on_mqtt_command)
-        self._mqtt_task = asyncio.create_task(self.mqtt.run(), name="mqtt")
-
-    async def _stop_mqtt(self) -> None:
-        link, task = self.mqtt, self._mqtt_task
-        self.mqtt, self._mqtt_task = None, None
-        if link is None or task is None:
-            return
-        await link.stop()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    def _refresh_mqtt(self) -> None:
-        """Anything Home Assistant shows may have changed: the link publishes what did."""
-        if self.mqtt is not None:
-            self.mqtt.refresh()
-
     def _mqtt_values(self) -> dict[str, str]:
         heard = self._heard if self.cfg.mqtt.publish_transcripts else None
         return discovery.values(self.snapshot(), self.state_fields, heard)
 
-    def _on_mqtt_command(self, command: Command) -> str | None:
-        """A command from the broker, through the paths the button and the socket take; the
-        reason when it is refused (nothing changed)."""
-        name, value = command.name, command.value
-        if name == "mute":
-            return self.set_muted(value is True, "mqtt").get("error")
-        if name == "volume" and isinstance(value, int):
-            self.set_volume(value, "mqtt")
-        elif name == "mode":
-            return self.set_mode(str(value), "mqtt")
-        elif name == "start":
-            outcome = self.supervisor.start_conversation()
-            if outcome != "opened":
-                return _START_REFUSED.get(outcome, outcome)
+    def start_conversation(self, source: str) -> str:
+        """Open a conversation (Home Assistant's button): the supervisor's outcome."""
+        outcome = self.supervisor.start_conversation()
+        if outcome == "opened":
+            logs.event(log, "conversation.started", source=source)
             self.announcer.chime("wake")
-        elif name == "end":
-            self.supervisor.end_conversation()
-        elif name == "announce":
-            self._spawn(self.announcer.say(str(value), "mqtt"))
-        elif name in ("tell", "context") and not self.supervisor.tell(str(value), name == "tell"):
-            return "no conversation is open (start one first)"
-        return None
+        return outcome
+
+    def end_conversation(self, source: str) -> None:
+        logs.event(log, "conversation.ended", source=source, state=self.state)
+        self.supervisor.end_conversation()
+
+    def say(self, text: str, source: str) -> None:
+        """Speak text through the announcement path (cached or live TTS, else a tone)."""
+        self._spawn(self.announcer.say(text, source))
+
+    def tell(self, text: str, reply: bool) -> bool:
+        return self.supervisor.tell(text, reply)
 
     def set_mode(self, wanted: str, source: str) -> str | None:
         """conversation.mode changed at run time: kept in the state directory until the YAML
@@ -489,7 +349,7 @@ class Daemon:
             self.supervisor.end_conversation()
         self.supervisor.update_config(new)
         mode.store(new.paths.state_dir, wanted, self.configured_mode)
-        self._refresh_mqtt()
+        self.home.refresh()
         logs.event(log, "mode.changed", mode=wanted, previous=before, source=source,
                    configured=self.configured_mode)  # fmt: skip
         self.notifier.status(self._status_text())
@@ -505,7 +365,7 @@ class Daemon:
     def set_muted(self, muted: bool, source: str = "socket") -> dict[str, Any]:
         """Mute or unmute (the status socket, the button, gpio.mute): kept in the state
         directory, a chime. A closed mute switch refuses an unmute from anywhere else."""
-        switch = self.mute_switch
+        switch = self.gpio.mute_switch
         if not muted and source != "gpio" and switch is not None and switch.holds_mute:
             logs.event(log, "mute.unmute_refused", source=source, pin=switch.cfg.pin)
             return {"error": f"the mute switch on GPIO{switch.cfg.pin} is closed: open it"}
@@ -514,7 +374,7 @@ class Daemon:
             mute.store(self.cfg.paths.state_dir, muted)
             logs.event(log, "mute.on" if muted else "mute.off", state=self.state, source=source)
             self.announcer.chime("mute" if muted else "unmute")
-            self._refresh_mqtt()
+            self.home.refresh()
         return {"muted": muted, "changed": changed, "state": "muted" if muted else "idle"}
 
     def set_volume(self, level: int, source: str) -> int:
@@ -524,45 +384,12 @@ class Daemon:
         level = self.volume.set(level, source)
         if level != before and source != "tool" and not self.audio.playing and level > 0:
             self.announcer.chime("volume")
-        self._refresh_mqtt()
+        self.home.refresh()
         return level
-
-    def _volume_command(self, argument: str) -> dict[str, Any]:
-        """`volume` (the level) or `volume N` over the status socket."""
-        if argument:
-            try:
-                wanted = int(argument)
-            except ValueError:
-                return {"error": f"not a level 0-100: {argument!r}"}
-            if not 0 <= wanted <= 100:
-                return {"error": f"not a level 0-100: {wanted}"}
-            self.set_volume(wanted, "socket")
-        return {"level": self.volume.level}
-
-    def _timers_command(self, argument: str) -> dict[str, Any]:
-        """`timers` (the list), `timers cancel NAME`, `timers stop` over the status socket."""
-        if self.timers is None:
-            return {"error": "timers are off (timers.enabled: false)"}
-        verb, _, name = argument.partition(" ")
-        answer: dict[str, Any] = {}
-        if verb == "stop":
-            answer["stopped"] = self.timers.stop("socket")
-        elif verb == "cancel":
-            try:
-                answer["said"] = self.timers.cancel(name.strip() or None, "socket")
-            except TimerError as exc:
-                return {"error": str(exc)}
-        elif verb:
-            return {"error": f"unknown timers command {verb!r} (known: cancel NAME, stop)"}
-        return answer | {
-            "timers": self.timers.listing(),
-            "ringing": self.timers.snapshot()["ringing"],
-        }
 
     def _on_timers(self) -> None:
         """A ring started or stopped, or the list changed: the LED and STATUS= follow."""
-        if self.led is not None:
-            self.led.show(self._shown_state())
+        self.gpio.show(self._shown_state())
         self.notifier.status(self._status_text())
 
     def _shown_state(self) -> State:
@@ -574,7 +401,7 @@ class Daemon:
         """The user's words in an open conversation: "stop" stops a ring."""
         self._heard = text
         if self.cfg.mqtt.publish_transcripts:
-            self._refresh_mqtt()
+            self.home.refresh()
         if self.timers is not None and self.timers.ringing and re.search(r"\bstop\b", text, re.I):
             self.timers.stop("said")
 
@@ -633,11 +460,11 @@ class Daemon:
             self.limit.end_override()  # the one conversation more is over
         if state is State.IDLE and previous is not State.IDLE and self.wake is not None:
             logs.event(log, "wake.listening", model=self.wake.cfg.model, word=self.wake.wake_word)
-        if state is State.RECONNECTING and previous not in _TROUBLE:
+        if state is State.RECONNECTING and previous not in TROUBLE:
             self._announce("reconnecting")
         elif state is State.DEGRADED and previous is not State.DEGRADED:
             self._announce("degraded")
-        elif state in (State.LISTENING, State.SPEAKING, State.IDLE) and previous in _TROUBLE:
+        elif state in (State.LISTENING, State.SPEAKING, State.IDLE) and previous in TROUBLE:
             self._announce("back_online")
         if fields.get("reason") == "rollover":
             self._announce("rollover")
@@ -654,23 +481,16 @@ class Daemon:
         self.state = state
         self.state_fields = dict(fields)
         logs.event(log, "state", state=state, **fields)
-        if self.led is not None:
-            self.led.show(self._shown_state())
+        self.gpio.show(self._shown_state())
         self.notifier.status(self._status_text())
-        self._refresh_mqtt()
+        self.home.refresh()
 
     def _count_usage(self, now: float) -> None:
-        """Add the time since the last count to the ledger if a session was open; apply the
-        daily limit; save the ledger every USAGE_SAVE_S."""
-        elapsed, self._counted_at = now - self._counted_at, now
-        wall = datetime.datetime.now()
-        if self.supervisor.session_open:
-            quiet = self.supervisor.quiet_for_s() > usage.QUIET_AFTER_S
-            self.usage.add(wall, elapsed, quiet)
+        """Count the open session's time in the ledger; apply the daily limit."""
+        wall, sup = datetime.datetime.now(), self.supervisor
+        quiet = sup.session_open and sup.quiet_for_s() > usage.QUIET_AFTER_S
+        self.usage.tick(now, wall, sup.session_open, quiet)
         self._apply_limit(wall, announce=True)
-        if now - self._saved_at >= USAGE_SAVE_S:
-            self._saved_at = now
-            self.usage.save()
 
     def _apply_limit(self, wall: datetime.datetime, announce: bool) -> None:
         """Hold the supervisor to the daily limit; reaching it is logged (and said)."""
@@ -694,48 +514,11 @@ class Daemon:
             between_replies=self.supervisor.quiet(),
             probe_rtt_ms=self.supervisor.snapshot().get("probe_rtt_ms_p99"),
         )
-        self._apply_tuning(changes)
-        self._refresh_mqtt()  # the minutes and echo figures
+        self._retune(changes)
+        self.home.refresh()  # the minutes and echo figures
 
-    def _initial_tuning(self) -> list[TuningChange]:
-        t = self.tuner.current
-        return [
-            TuningChange("prebuffer_ms", None, t.prebuffer_ms, "initial", False),
-            TuningChange("receive_timeout_s", None, t.receive_timeout_s, "initial", False),
-            TuningChange("resume_buffer_s", None, t.resume_buffer_s, "initial", False),
-            TuningChange("probe_timeout_s", None, t.probe_timeout_s, "initial", False),
-            TuningChange("ring_ms", None, t.ring_ms, "initial", True),
-        ]
-
-    def _apply_tuning(self, changes: list[TuningChange]) -> None:
-        for change in changes:
-            if change.name == "prebuffer_ms":
-                self.audio.set_prebuffer_ms(int(change.new))
-            elif change.name == "ring_ms":
-                self.audio.set_ring_ms(int(change.new))
-            elif change.name == "chunk_ms":
-                self.audio.set_chunk_ms(int(change.new))
-            elif change.name == "latency_s":
-                if change.new is not None:
-                    self.audio.set_latency(float(change.new))
-            elif change.name == "receive_timeout_s":
-                self.supervisor.set_receive_timeout(float(change.new))
-            elif change.name == "resume_buffer_s":
-                self.supervisor.set_resume_buffer_s(float(change.new))
-            elif change.name in ("probe_interval_s", "probe_timeout_s"):
-                t = self.tuner.current
-                self.supervisor.set_probe_timing(t.probe_interval_s, t.probe_timeout_s)
-            else:
-                continue
-            if change.reason != "initial":
-                logs.event(
-                    log,
-                    "tuning.changed",
-                    name=change.name,
-                    old=change.old,
-                    new=change.new,
-                    reason=change.reason,
-                )
+    def _retune(self, changes: list[TuningChange]) -> None:
+        apply_changes(changes, self.audio, self.supervisor, self.tuner.current)
 
     async def _health_lines(self) -> None:
         while True:
@@ -743,23 +526,11 @@ class Daemon:
             sample = self.monitor.latest()
             if sample is None:
                 continue
-            counters = {**self.supervisor.snapshot().get("counters", {})}
-            stats = self.audio.stats()
-            counters.update(
-                underruns=stats.underruns,
-                overflows=stats.input_overflows,
-                dropped_audio=stats.dropped_chunks,
+            counters = health_counters(
+                self.supervisor.snapshot().get("counters", {}),
+                self.audio.stats(),
+                self.usage.summary(datetime.datetime.now()),
             )
-            if stats.processing:
-                counters.update(
-                    erle_db=stats.erle_db,
-                    echo_delay_ms=stats.echo_delay_ms,
-                    processing_cpu_percent=stats.processing_cpu_percent,
-                    echo_converged=stats.echo_converged,
-                )
-            minutes = self.usage.summary(datetime.datetime.now())
-            counters.update(today_minutes=minutes["today_minutes"],
-                            month_minutes=minutes["month_minutes"])  # fmt: skip
             logs.event(log, "health", state=self.state, **health_line_fields(sample, counters))
 
     # --- health and status ---------------------------------------------------------------
@@ -774,27 +545,8 @@ class Daemon:
         return not task.done() and audio_ok
 
     def _status_text(self) -> str:
-        parts = [str(self.state)]
-        if self.timers is not None and self.timers.ringing:
-            parts.append("ringing " + ", ".join(t.name for t in self.timers.ringing))
-        cid = self.state_fields.get("conversation_id")
-        if cid:
-            parts.append(f"conv={cid}")
-        reason = self.state_fields.get("reason")
-        if reason and self.state in _TROUBLE:
-            parts.append(f"reason={reason}")
-        waiting = self.state_fields.get("waiting_for")
-        if waiting and self.state in _TROUBLE:
-            parts.append(f"waiting for {waiting}")
-        delay = self.state_fields.get("delay_s")
-        if delay is not None and self.state in _TROUBLE:
-            parts.append(f"retry in {float(delay):.0f}s")
-        sample = self.monitor.latest()
-        if sample is not None:
-            parts.append(f"cpu={sample.cpu_percent:.0f}%")
-            if sample.temp_c is not None:
-                parts.append(f"temp={sample.temp_c:.0f}C")
-        return " ".join(parts)
+        ringing = [t.name for t in self.timers.ringing] if self.timers is not None else []
+        return status_text(self.state, self.state_fields, ringing, self.monitor.latest())
 
     def snapshot(self) -> dict[str, Any]:
         sup = self.supervisor.snapshot()
@@ -820,8 +572,8 @@ class Daemon:
             "volume": self.volume.level,
             "timers": self.timers.snapshot() if self.timers is not None else None,
             "mute_switch": (
-                {"pin": self.mute_switch.cfg.pin, "closed": self.mute_switch.closed}
-                if self.mute_switch is not None
+                {"pin": switch.cfg.pin, "closed": switch.closed}
+                if (switch := self.gpio.mute_switch) is not None
                 else None
             ),
             "usage": {
@@ -830,7 +582,7 @@ class Daemon:
                 "limited": self.supervisor.limited,
             },
             "wake": self.wake.snapshot() if self.wake is not None else None,
-            "mqtt": self.mqtt.snapshot() if self.mqtt is not None else None,
+            "mqtt": self.home.snapshot(),
             "environment": {
                 "board": self.env.board,
                 "cores": self.env.cores,
@@ -846,38 +598,3 @@ def _task_count() -> int | None:
         return len(asyncio.all_tasks())
     except RuntimeError:  # no running loop
         return None
-
-
-def _check_startable(cfg: Config, api_key: Secret | None) -> list[str]:
-    problems = []
-    if not cfg.agent.agent_id:
-        problems.append("agent.agent_id: required to run (the id of your ElevenLabs agent)")
-    if cfg.agent.requires_auth and api_key is None:
-        problems.append(
-            "agent.requires_auth is true but no API key was found: set the systemd credential "
-            f"'{config.CREDENTIAL_NAME}', ${config.API_KEY_ENV}, or agent.api_key_file"
-        )
-    return problems
-
-
-def main_run(args: argparse.Namespace) -> int:
-    logs.setup("info")
-    path = Path(args.config)
-    try:
-        cfg = config.load(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            logs.event(log, "config.invalid", logging.ERROR, problem=problem)
-        return EX_CONFIG
-    logs.setup(cfg.logging.level)
-    api_key = config.load_api_key(cfg)
-    if api_key is not None:
-        logs.register_secret(api_key.reveal())
-    problems = _check_startable(cfg, api_key)
-    if problems:
-        for problem in problems:
-            logs.event(log, "config.invalid", logging.ERROR, problem=problem)
-        return EX_CONFIG
-    faulthandler.enable()  # a watchdog SIGABRT dumps every thread's stack into the journal
-    daemon = Daemon(cfg, path, api_key, bool(getattr(args, "simulate_button", False)))
-    return asyncio.run(daemon.run())
