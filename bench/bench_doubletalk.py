@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.audio.echo_rooms import run_room  # noqa: E402
 from tests.wake import speech  # noqa: E402
-from voicebox.audio import linear_echo, processing  # noqa: E402
+from voicebox.audio import processing  # noqa: E402
+from voicebox.audio.echo import linear_echo  # noqa: E402
 from voicebox.audio.processing import ProcessingSettings  # noqa: E402
 
 Floats = npt.NDArray[np.float64]

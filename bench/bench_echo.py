@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.audio import pulse_room as pa  # noqa: E402
 from tests.audio.echo_rooms import RATE, run_room  # noqa: E402
 from tests.audio.test_echo_pulse_e2e import SPREAD_S, Echo, Timeline  # noqa: E402
-from voicebox.audio import linear_echo  # noqa: E402
+from voicebox.audio.echo import linear_echo  # noqa: E402
 from voicebox.audio.room import Room, impulse_response  # noqa: E402
 from voicebox.simulator.server import SimConfig, SimConnection, Simulator  # noqa: E402
 from voicebox.simulator.vad import EnergyVad, SpeechStart  # noqa: E402

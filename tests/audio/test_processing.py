@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tests.audio.echo_rooms import RATE, db, run_room, speech_like
-from voicebox.audio import linear_echo, processing
+from voicebox.audio import processing
+from voicebox.audio.echo import linear_echo
 from voicebox.audio.processing import (
     LEAK_POWER,
     MARGIN_MS,

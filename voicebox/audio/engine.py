@@ -14,9 +14,10 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from voicebox.audio import devices, linear_echo
+from voicebox.audio import devices
 from voicebox.audio.capture import Capture
 from voicebox.audio.devices import AudioDeviceError
+from voicebox.audio.echo import linear_echo
 from voicebox.audio.files import FileSink, FileSource, WavReader, WavWriter
 from voicebox.audio.formats import PCM_16000, AudioFormat
 from voicebox.audio.playback import Playback

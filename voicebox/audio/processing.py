@@ -62,8 +62,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from voicebox.audio import linear_echo
-from voicebox.audio.double_talk import DoubleTalk
+from voicebox.audio.echo import linear_echo
+from voicebox.audio.echo.double_talk import DoubleTalk
 from voicebox.audio.resample import StreamResampler
 
 if TYPE_CHECKING:
@@ -417,7 +417,7 @@ class CaptureProcessor:
         self._double_talk = DoubleTalk(FRAME)
         self._linear_db = np.zeros(LINEAR_BLOCKS)  # what MDF took off the echo, recent blocks
         self._linear_n = 0
-        # speexdsp's MDF ahead of AEC3 (voicebox/audio/linear_echo.py), when installed
+        # speexdsp's MDF ahead of AEC3 (voicebox/audio/echo/linear_echo.py), when installed
         self._linear = (
             linear_echo.LinearEchoFilter(RATE, FRAME)
             if self.reference is not None and linear_echo.available()
