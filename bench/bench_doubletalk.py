@@ -37,9 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.audio.echo_rooms import run_room  # noqa: E402
 from tests.wake import speech  # noqa: E402
-from voicebox.audio import processing  # noqa: E402
-from voicebox.audio.echo import linear_echo  # noqa: E402
-from voicebox.audio.processing import ProcessingSettings  # noqa: E402
+from voicebox.audio.echo import (
+    linear_echo,  # noqa: E402
+    processor,  # noqa: E402
+)
+from voicebox.audio.echo.processor import ProcessingSettings  # noqa: E402
 
 Floats = npt.NDArray[np.float64]
 RATE = 16000
@@ -237,20 +239,20 @@ def patched(how: str) -> Iterator[None]:
         if how == "no-mdf":
             stack.enter_context(mock.patch.object(linear_echo, "available", lambda: False))
         if how == "mdf-alone":
-            apm = processing._apm
+            apm = processor._apm
             stack.enter_context(
                 mock.patch.object(
-                    processing,
+                    processor,
                     "_apm",
                     lambda s, echo: WithoutAec3(apm(s, echo)) if echo else apm(s, echo),
                 )
             )
         if how in ("open", "mdf-alone"):
             stack.enter_context(
-                mock.patch.object(processing.CaptureProcessor, "_trusted", lambda self: True)
+                mock.patch.object(processor.CaptureProcessor, "_trusted", lambda self: True)
             )
             stack.enter_context(
-                mock.patch.object(processing.EchoLeakCheck, "leaking", lambda *a: False)
+                mock.patch.object(processor.EchoLeakCheck, "leaking", lambda *a: False)
             )
         yield
 

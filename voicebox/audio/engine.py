@@ -18,11 +18,7 @@ from voicebox.audio import devices
 from voicebox.audio.capture import Capture
 from voicebox.audio.devices import AudioDeviceError
 from voicebox.audio.echo import linear_echo
-from voicebox.audio.files import FileSink, FileSource, WavReader, WavWriter
-from voicebox.audio.formats import PCM_16000, AudioFormat
-from voicebox.audio.playback import Playback
-from voicebox.audio.port import AudioStats, OnChunk
-from voicebox.audio.processing import (
+from voicebox.audio.echo.processor import (
     LIBRARY,
     CaptureProcessor,
     ProcessingSettings,
@@ -30,6 +26,10 @@ from voicebox.audio.processing import (
     echo_over_voice,
     library_available,
 )
+from voicebox.audio.files import FileSink, FileSource, WavReader, WavWriter
+from voicebox.audio.formats import PCM_16000, AudioFormat
+from voicebox.audio.playback import Playback
+from voicebox.audio.port import AudioStats, OnChunk
 from voicebox.audio.room import Room, RoomSink, RoomSource, build_room
 from voicebox.config import AudioConfig
 from voicebox.logs import event
