@@ -37,10 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.audio.echo_rooms import run_room  # noqa: E402
 from tests.wake import speech  # noqa: E402
-from voicebox.audio.echo import (
-    linear_echo,  # noqa: E402
-    processor,  # noqa: E402
-)
+from voicebox.audio.echo import gate, leak, linear_echo, processor  # noqa: E402
 from voicebox.audio.echo.processor import ProcessingSettings  # noqa: E402
 
 Floats = npt.NDArray[np.float64]
@@ -248,12 +245,8 @@ def patched(how: str) -> Iterator[None]:
                 )
             )
         if how in ("open", "mdf-alone"):
-            stack.enter_context(
-                mock.patch.object(processor.CaptureProcessor, "_trusted", lambda self: True)
-            )
-            stack.enter_context(
-                mock.patch.object(processor.EchoLeakCheck, "leaking", lambda *a: False)
-            )
+            stack.enter_context(mock.patch.object(gate.EchoGate, "trusted", lambda self: True))
+            stack.enter_context(mock.patch.object(leak.EchoLeakCheck, "leaking", lambda *a: False))
         yield
 
 

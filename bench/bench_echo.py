@@ -122,7 +122,8 @@ def db(x: Any) -> float:
 
 RSS_CHILD = """
 import numpy as np, psutil
-from voicebox.audio.echo.processor import CaptureProcessor, ProcessingSettings, StampedHistory
+from voicebox.audio.echo.history import StampedHistory
+from voicebox.audio.echo.processor import CaptureProcessor, ProcessingSettings
 # the test signal first: numpy.random alone is ~6 MB of RSS, and the daemon never loads it
 noise = np.random.default_rng(0).standard_normal(960) * 3000
 mic_block, ref_block = noise.astype(np.int16), noise[:882].astype(np.int16)

@@ -7,8 +7,8 @@ import pytest
 
 from tests.audio.echo_rooms import RATE, db, run_room, speech_like
 from voicebox.audio.echo import linear_echo
+from voicebox.audio.echo.frames import FRAME
 from voicebox.audio.echo.linear_echo import LinearEchoFilter
-from voicebox.audio.echo.processor import FRAME
 from voicebox.audio.room import impulse_response
 
 

@@ -8,15 +8,13 @@ import pytest
 
 from tests.audio.echo_rooms import RATE, db, run_room, speech_like
 from voicebox.audio.echo import linear_echo, processor
+from voicebox.audio.echo.history import MARGIN_MS, StampedHistory
+from voicebox.audio.echo.leak import LEAK_POWER, EchoLeakCheck
+from voicebox.audio.echo.meters import echo_over_voice
 from voicebox.audio.echo.processor import (
-    LEAK_POWER,
-    MARGIN_MS,
     CaptureProcessor,
-    EchoLeakCheck,
     ProcessingSettings,
-    StampedHistory,
     echo_cancellation_wanted,
-    echo_over_voice,
     library_available,
 )
 from voicebox.audio.room import impulse_response

@@ -17,7 +17,8 @@ import time
 import numpy as np
 import numpy.typing as npt
 
-from voicebox.audio.echo.processor import CaptureProcessor, StampedHistory
+from voicebox.audio.echo.history import StampedHistory
+from voicebox.audio.echo.processor import CaptureProcessor
 from voicebox.audio.port import OnChunk
 from voicebox.audio.resample import StreamResampler
 from voicebox.audio.ring import SampleRing

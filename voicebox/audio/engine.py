@@ -18,12 +18,12 @@ from voicebox.audio import devices
 from voicebox.audio.capture import Capture
 from voicebox.audio.devices import AudioDeviceError
 from voicebox.audio.echo import linear_echo
+from voicebox.audio.echo.history import StampedHistory
+from voicebox.audio.echo.meters import echo_over_voice
 from voicebox.audio.echo.processor import (
     LIBRARY,
     CaptureProcessor,
     ProcessingSettings,
-    StampedHistory,
-    echo_over_voice,
     library_available,
 )
 from voicebox.audio.files import FileSink, FileSource, WavReader, WavWriter
