@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.audio.echo_rooms import run_room  # noqa: E402
 from tests.wake import speech  # noqa: E402
-from voicebox.audio import linear_echo, processing  # noqa: E402
-from voicebox.audio.processing import ProcessingSettings  # noqa: E402
+from voicebox.audio.echo import gate, leak, linear_echo, processor  # noqa: E402
+from voicebox.audio.echo.processor import ProcessingSettings  # noqa: E402
 
 Floats = npt.NDArray[np.float64]
 RATE = 16000
@@ -236,21 +236,17 @@ def patched(how: str) -> Iterator[None]:
         if how == "no-mdf":
             stack.enter_context(mock.patch.object(linear_echo, "available", lambda: False))
         if how == "mdf-alone":
-            apm = processing._apm
+            apm = processor._apm
             stack.enter_context(
                 mock.patch.object(
-                    processing,
+                    processor,
                     "_apm",
                     lambda s, echo: WithoutAec3(apm(s, echo)) if echo else apm(s, echo),
                 )
             )
         if how in ("open", "mdf-alone"):
-            stack.enter_context(
-                mock.patch.object(processing.CaptureProcessor, "_trusted", lambda self: True)
-            )
-            stack.enter_context(
-                mock.patch.object(processing.EchoLeakCheck, "leaking", lambda *a: False)
-            )
+            stack.enter_context(mock.patch.object(gate.EchoGate, "trusted", lambda self: True))
+            stack.enter_context(mock.patch.object(leak.EchoLeakCheck, "leaking", lambda *a: False))
         yield
 
 

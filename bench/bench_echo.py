@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.audio import pulse_room as pa  # noqa: E402
 from tests.audio.echo_rooms import RATE, run_room  # noqa: E402
 from tests.audio.test_echo_pulse_e2e import SPREAD_S, Echo, Timeline  # noqa: E402
-from voicebox.audio import linear_echo  # noqa: E402
+from voicebox.audio.echo import linear_echo  # noqa: E402
 from voicebox.audio.room import Room, impulse_response  # noqa: E402
 from voicebox.simulator.server import SimConfig, SimConnection, Simulator  # noqa: E402
 from voicebox.simulator.vad import EnergyVad, SpeechStart  # noqa: E402
@@ -122,7 +122,8 @@ def db(x: Any) -> float:
 
 RSS_CHILD = """
 import numpy as np, psutil
-from voicebox.audio.processing import CaptureProcessor, ProcessingSettings, StampedHistory
+from voicebox.audio.echo.history import StampedHistory
+from voicebox.audio.echo.processor import CaptureProcessor, ProcessingSettings
 # the test signal first: numpy.random alone is ~6 MB of RSS, and the daemon never loads it
 noise = np.random.default_rng(0).standard_normal(960) * 3000
 mic_block, ref_block = noise.astype(np.int16), noise[:882].astype(np.int16)

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # procps: the unit runs /bin/kill (ExecReload), which `systemd-analyze verify` checks exists.
 # pulseaudio, pulseaudio-utils, libasound2-plugins: the paced PulseAudio room of the echo tests.
-# libspeexdsp1: the linear echo filter ahead of AEC3 (voicebox/audio/linear_echo.py).
+# libspeexdsp1: the linear echo filter ahead of AEC3 (voicebox/audio/echo/linear_echo.py).
 # espeak-ng: real speech rendered offline for the wake-word tests and bench (tests/wake/speech.py).
 # mosquitto, mosquitto-clients: the real broker of the MQTT tests (tests/mqtt/broker.py); openssl
 # makes their test CA.

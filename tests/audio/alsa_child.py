@@ -182,7 +182,7 @@ async def lookup(tmp: Path) -> dict[str, object]:
 async def reference(tmp: Path) -> dict[str, object]:
     """Echo cancellation on the real PortAudio/ALSA path: the reference the playback callback
     records, with PortAudio's time stamps, against what the device got."""
-    from voicebox.audio.processing import ProcessingSettings
+    from voicebox.audio.echo.processor import ProcessingSettings
 
     engine = AudioEngine(config(), processing=ProcessingSettings(echo_cancellation=True))
     chunks: list[np.ndarray] = []

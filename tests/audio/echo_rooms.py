@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from voicebox.audio.processing import CaptureProcessor, ProcessingSettings, StampedHistory
+from voicebox.audio.echo.history import StampedHistory
+from voicebox.audio.echo.processor import CaptureProcessor, ProcessingSettings
 from voicebox.audio.resample import convert
 from voicebox.audio.room import impulse_response
 

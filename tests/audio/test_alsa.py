@@ -167,7 +167,7 @@ def test_reference_is_what_the_device_got_with_portaudio_stamps(alsa: Path) -> N
     """The echo canceller's reference through sounddevice -> PortAudio -> ALSA: exactly the
     samples the output callback handed the device (silence included), stamped with PortAudio's
     outputBufferDacTime, on the clock of the capture's inputBufferAdcTime."""
-    from voicebox.audio.processing import library_available
+    from voicebox.audio.echo.processor import library_available
 
     if not library_available():
         pytest.skip("pywebrtc-audio is not installed (make bootstrap installs it)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from voicebox.audio.double_talk import HANG_FRAMES, ONSET_FRAMES, DoubleTalk
+from voicebox.audio.echo.double_talk import HANG_FRAMES, ONSET_FRAMES, DoubleTalk
 
 FRAME = 160
 

@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pytest
 
 from tests.audio import pulse_room as pa
-from voicebox.audio.processing import library_available
+from voicebox.audio.echo.processor import library_available
 from voicebox.simulator.server import SimConfig, SimConnection, Simulator
 from voicebox.simulator.voice import speech_like
 

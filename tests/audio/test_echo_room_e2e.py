@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from voicebox.audio.echo.processor import library_available, processing_settings
 from voicebox.audio.engine import AudioEngine
-from voicebox.audio.processing import library_available, processing_settings
 from voicebox.audio.room import RoomSource
 from voicebox.config import Config, with_changes
 from voicebox.convai.supervisor import Supervisor

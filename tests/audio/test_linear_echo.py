@@ -1,4 +1,4 @@
-"""speexdsp's MDF filter ahead of AEC3 (voicebox/audio/linear_echo.py): real libspeexdsp."""
+"""speexdsp's MDF filter ahead of AEC3 (voicebox/audio/echo/linear_echo.py): real libspeexdsp."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from tests.audio.echo_rooms import RATE, db, run_room, speech_like
-from voicebox.audio import linear_echo
-from voicebox.audio.linear_echo import LinearEchoFilter
-from voicebox.audio.processing import FRAME
+from voicebox.audio.echo import linear_echo
+from voicebox.audio.echo.frames import FRAME
+from voicebox.audio.echo.linear_echo import LinearEchoFilter
 from voicebox.audio.room import impulse_response
 
 

@@ -7,16 +7,14 @@ import numpy as np
 import pytest
 
 from tests.audio.echo_rooms import RATE, db, run_room, speech_like
-from voicebox.audio import linear_echo, processing
-from voicebox.audio.processing import (
-    LEAK_POWER,
-    MARGIN_MS,
+from voicebox.audio.echo import linear_echo, processor
+from voicebox.audio.echo.history import MARGIN_MS, StampedHistory
+from voicebox.audio.echo.leak import LEAK_POWER, EchoLeakCheck
+from voicebox.audio.echo.meters import echo_over_voice
+from voicebox.audio.echo.processor import (
     CaptureProcessor,
-    EchoLeakCheck,
     ProcessingSettings,
-    StampedHistory,
     echo_cancellation_wanted,
-    echo_over_voice,
     library_available,
 )
 from voicebox.audio.room import impulse_response
@@ -61,7 +59,7 @@ def test_the_reference_fed_to_aec3_does_not_depend_on_the_block_size(monkeypatch
     """A 16 kHz device handing blocks of no whole frames (25 ms, 64 ms): the part-frame left of
     each block's reference must survive until the next block completes it, so AEC3 gets the
     same reference stream as with 20 ms blocks."""
-    real = processing._apm
+    real = processor._apm
     fed: dict[float, list[np.ndarray]] = {}
 
     def recording(settings, echo):  # type: ignore[no-untyped-def]
@@ -79,9 +77,9 @@ def test_the_reference_fed_to_aec3_does_not_depend_on_the_block_size(monkeypatch
 
         return Recorder()
 
-    monkeypatch.setattr(processing, "_apm", recording)
+    monkeypatch.setattr(processor, "_apm", recording)
     # the dither is cycled per call, so it differs with the block size: compare without it
-    monkeypatch.setattr(processing.CaptureProcessor, "_dithered", lambda self, far: far)
+    monkeypatch.setattr(processor.CaptureProcessor, "_dithered", lambda self, far: far)
     far = speech_like(4, seed=1)
     for current in (20.0, 25.0, 64.0):
         run_room(far, block_ms=current)

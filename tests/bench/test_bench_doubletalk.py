@@ -53,7 +53,7 @@ def test_words_said_over_the_agent_arrive_whole_in_the_default_room(repo: Path) 
     from unittest import mock
 
     from tests.wake.speech import say
-    from voicebox.audio.double_talk import DoubleTalk
+    from voicebox.audio.echo.double_talk import DoubleTalk
 
     say("check")  # skips, saying why, without espeak-ng
     bench = load(repo)

@@ -3,7 +3,7 @@ loop resamples to the session's input rate and cuts fixed-duration chunks for `o
 most STEP_MS of audio per loop callback (a backlog is worked off without stalling the loop).
 
 The same `Capture` serves a sounddevice InputStream callback and the file input's clock. With a
-`CaptureProcessor` (voicebox/audio/processing.py) the loop side runs it on the device-rate
+`CaptureProcessor` (voicebox/audio/echo/) the loop side runs it on the device-rate
 blocks first (echo cancellation needs their stamps), then resamples from its rate.
 """
 
@@ -17,8 +17,9 @@ import time
 import numpy as np
 import numpy.typing as npt
 
+from voicebox.audio.echo.history import StampedHistory
+from voicebox.audio.echo.processor import CaptureProcessor
 from voicebox.audio.port import OnChunk
-from voicebox.audio.processing import CaptureProcessor, StampedHistory
 from voicebox.audio.resample import StreamResampler
 from voicebox.audio.ring import SampleRing
 from voicebox.logs import event

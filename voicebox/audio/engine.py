@@ -14,21 +14,22 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from voicebox.audio import devices, linear_echo
+from voicebox.audio import devices
 from voicebox.audio.capture import Capture
 from voicebox.audio.devices import AudioDeviceError
+from voicebox.audio.echo import linear_echo
+from voicebox.audio.echo.history import StampedHistory
+from voicebox.audio.echo.meters import echo_over_voice
+from voicebox.audio.echo.processor import (
+    LIBRARY,
+    CaptureProcessor,
+    ProcessingSettings,
+    library_available,
+)
 from voicebox.audio.files import FileSink, FileSource, WavReader, WavWriter
 from voicebox.audio.formats import PCM_16000, AudioFormat
 from voicebox.audio.playback import Playback
 from voicebox.audio.port import AudioStats, OnChunk
-from voicebox.audio.processing import (
-    LIBRARY,
-    CaptureProcessor,
-    ProcessingSettings,
-    StampedHistory,
-    echo_over_voice,
-    library_available,
-)
 from voicebox.audio.room import Room, RoomSink, RoomSource, build_room
 from voicebox.config import AudioConfig
 from voicebox.logs import event

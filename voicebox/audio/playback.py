@@ -16,8 +16,8 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from voicebox.audio.echo.history import StampedHistory
 from voicebox.audio.formats import PCM_16000, AudioFormat, decode
-from voicebox.audio.processing import StampedHistory
 from voicebox.audio.resample import StreamResampler
 from voicebox.audio.ring import SampleRing
 

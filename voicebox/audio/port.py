@@ -37,7 +37,7 @@ class AudioStats:
     prebuffer_ms: int = 0  # current pre-roll
     input_device: str = ""
     output_device: str = ""
-    # capture-path processing (voicebox/audio/processing.py); None while not measured
+    # capture-path processing (voicebox/audio/echo/); None while not measured
     processing: bool = False
     echo_cancellation: bool = False
     erle_db: float | None = None  # echo return loss enhancement while only the agent speaks

@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from voicebox.audio.capture import Capture
+from voicebox.audio.echo.history import StampedHistory
 from voicebox.audio.files import FileSink, PeriodClock, WavWriter, _Paced, read_wav_mono
 from voicebox.audio.playback import Playback
-from voicebox.audio.processing import StampedHistory
 from voicebox.config import RoomConfig
 
 Samples = npt.NDArray[np.int16]

@@ -22,9 +22,9 @@ from typing import Any
 from voicebox import __version__, config, logs, mode, mute, usage, volume
 from voicebox.announcements import Announcer
 from voicebox.audio.devices import AudioDeviceError
+from voicebox.audio.echo.processor import processing_settings
 from voicebox.audio.engine import AudioEngine
 from voicebox.audio.port import Chunk
-from voicebox.audio.processing import processing_settings
 from voicebox.config import EX_CONFIG, Config, ConfigError, Secret
 from voicebox.convai.supervisor import Supervisor
 from voicebox.convai.tools import builtin_tools
