@@ -107,7 +107,9 @@ async def test_the_wake_word_in_the_agents_reply_does_not_wake_the_box(
             else:  # the control is shown as soon as the agent's own word has woken the box
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):
-                        while _detections(d.lines) < 2:
+                        while True:  # the daemon's log reader appends to d.lines
+                            if _detections(d.lines) >= 2:
+                                break
                             await asyncio.sleep(0.05)
             detected = [line for line in d.lines if "wake.detected" in line]
             assert await d.stop() == 0
