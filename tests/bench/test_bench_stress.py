@@ -7,6 +7,9 @@ import csv
 import importlib.util
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+import pytest
 
 
 def load(repo: Path) -> ModuleType:
@@ -17,9 +20,19 @@ def load(repo: Path) -> ModuleType:
     return module
 
 
-def test_one_short_run_records_a_time_series_and_plots_it(repo: Path, tmp_path: Path) -> None:
-    bench = load(repo)
-    result = bench.run_mode("on", 4.0, 0, 1.0, out=tmp_path)
+@pytest.fixture(scope="module")
+def half_open_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, dict[str, Any]]:
+    """One 12 s run with a half-open fault, shared: its time series and plot are recorded as any
+    run's are, and the fault is found in the same run (one scenario subprocess, not two)."""
+    bench = load(Path(__file__).resolve().parents[2])
+    out = tmp_path_factory.mktemp("stress")
+    return bench, bench.run_mode("on", 12.0, 0, 1.0, out=out, silent=1)
+
+
+def test_one_short_run_records_a_time_series_and_plots_it(
+    half_open_run: tuple[ModuleType, dict[str, Any]], tmp_path: Path
+) -> None:
+    bench, result = half_open_run
     for key in ("underruns", "dropped_mic", "pong", "rtt", "changes", "turns", "rss_last_mb"):
         assert key in result
     assert result["sessions"] >= 1
@@ -29,7 +42,7 @@ def test_one_short_run_records_a_time_series_and_plots_it(repo: Path, tmp_path: 
     assert all(float(r["rss_mb"]) > 0 for r in rows)
     assert any(r["state"] in ("listening", "speaking") for r in rows)
     assert result["rss_first_mb"] <= result["rss_max_mb"] and len(result["py_blocks"]) == 3
-    rss = [line for line in bench.rss_table(result, 4 / 60) if line.startswith("|")]
+    rss = [line for line in bench.rss_table(result, 12 / 60) if line.startswith("|")]
     assert len(rss) == 5 and all(line.count("|") == 5 for line in rss)
     png = tmp_path / "plot.png"
     bench.plot([("short run", [result, {**result, "mode": "off"}])], None, png)
@@ -52,9 +65,10 @@ def test_sdk_run_sends_mic_blocks_and_gets_pongs(repo: Path, tmp_path: Path) -> 
     assert all(line.count("|") == table[0].count("|") for line in table)
 
 
-def test_a_half_open_link_is_found_and_reported(repo: Path, tmp_path: Path) -> None:
-    bench = load(repo)
-    result = bench.run_mode("on", 12.0, 0, 1.0, out=tmp_path, silent=1)
+def test_a_half_open_link_is_found_and_reported(
+    half_open_run: tuple[ModuleType, dict[str, Any]],
+) -> None:
+    bench, result = half_open_run
     assert len(result["half_open"]) == 1  # the simulator's one silent fault, found by a probe
     assert result["sessions"] >= 2  # and the conversation went on in a new session
     rows = [line for line in bench.halfopen_table(result, "no load") if line.startswith("|")]
