@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import stat
 import sys
 from collections.abc import Iterator
@@ -59,7 +60,14 @@ def spawn(box: Path, *args: str) -> pexpect.spawn:
         ["-m", "voicebox", "setup", "--config", str(box / "root/etc/voicebox/config.yaml"),
          "--root", str(box / "root"), *args],
         env=env, cwd=str(REPO), encoding="utf-8", timeout=60, dimensions=(40, 120),
+        preexec_fn=_terminal_signals,
     )  # fmt: skip
+
+
+def _terminal_signals() -> None:
+    """Ctrl-C as a terminal gives it, even when the runner ignores SIGINT (a background job,
+    a pytest-xdist worker): ignored signals are inherited across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def comments(text: str) -> list[str]:
