@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from voicebox import __version__
+from voicebox import __version__, extras
 from voicebox.config import DEFAULT_PATH, EX_CONFIG, ConfigError
 
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # 141, as for `yes | head`
@@ -196,13 +196,20 @@ def _resolve(target: str) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = _resolve(COMMANDS[args.command])
     try:
+        # an optional extra's package (twilio, aiohttp, ruamel) is imported here, by its command
+        handler = _resolve(COMMANDS[args.command])
         code = handler(args)
         sys.stdout.flush()  # inside the try: a reader gone by exit time is a broken pipe too
         return code
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        extra = extras.missing_extra(exc)
+        if extra is None:
+            raise
+        print(extras.message(args.command, extra), file=sys.stderr)
+        return extras.EX_UNAVAILABLE
     except BrokenPipeError:
         # the reader went away (voicebox doctor | head): stop quietly with the status a shell
         # shows for a tool SIGPIPE ended; stdout to /dev/null so the exit-time flush cannot fail
