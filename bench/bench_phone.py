@@ -28,8 +28,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.phone.rig import ACCOUNT, TOKEN, free_port  # noqa: E402
-from voicebox.phone.twilio_fake import FakeCall, TwilioFake  # noqa: E402
 from voicebox.simulator.server import SimConfig, Simulator  # noqa: E402
+from voicebox.simulator.twilio import FakeCall, TwilioFake  # noqa: E402
 from voicebox.simulator.voice import speech_like  # noqa: E402
 
 FIELD = re.compile(r"(\w+)=(\S+)")

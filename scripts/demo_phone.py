@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from voicebox.phone.twilio_fake import FakeCall, TwilioFake  # noqa: E402
 from voicebox.simulator.server import SimConfig, Simulator  # noqa: E402
+from voicebox.simulator.twilio import FakeCall, TwilioFake  # noqa: E402
 from voicebox.simulator.voice import speech_like  # noqa: E402
 
 ACCOUNT = "AC" + "d" * 32

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Install (or upgrade, or remove) voicebox as a systemd service on a Raspberry Pi. Run as root
-# from the checkout: sudo scripts/install.sh [--api-key-file FILE | --api-key-stdin].
+# Install (or upgrade, or remove) voicebox as a systemd service on a Raspberry Pi. Run as root from
+# the checkout: sudo scripts/install.sh [--api-key-file FILE | --api-key-stdin] [--with-phone].
 #
 # Lays out: /opt/voicebox/venv (a venv with system site packages, for apt's python3-lgpio and
 # python3-systemd), /etc/voicebox/config.yaml (only if absent: a user's config is never
 # overwritten), /etc/voicebox/credentials/elevenlabs_api_key (root, 0600, read by the unit's
 # LoadCredential=), /etc/default/voicebox and /etc/systemd/system/voicebox.service.
+# The venv gets voicebox with its setup extra (ruamel.yaml: `voicebox setup` is how a box is
+# configured); --with-phone adds the phone extra (twilio, aiohttp) for `voicebox phone` and
+# `voicebox call`. A re-run without --with-phone keeps what an earlier one installed.
 # --root DIR installs under DIR instead and only prints the system changes (apt, users, pip,
 # systemctl) it would make; the tests use it.
 set -euo pipefail
@@ -16,6 +19,7 @@ usage: install.sh [options]
   --api-key-file FILE  store the ElevenLabs API key from FILE as the service credential
   --api-key-stdin      read the API key from standard input
   --mqtt-password-file FILE  store the MQTT broker's password (mqtt.username's) from FILE
+  --with-phone         also install the phone extra (twilio, aiohttp): voicebox phone, voicebox call
   --prefix DIR         install the application in DIR (default /opt/voicebox)
   --root DIR           install into DIR as a root filesystem: no apt, users, pip or systemctl
   --no-start           install and enable, but do not (re)start the service
@@ -32,6 +36,7 @@ KEY_STDIN=0
 MQTT_PW_FILE=""
 UNINSTALL=0
 START=1
+EXTRAS=setup  # `voicebox setup` configures the box: always installed
 USER_NAME=voicebox
 
 while [ $# -gt 0 ]; do
@@ -39,6 +44,7 @@ while [ $# -gt 0 ]; do
         --api-key-file) KEY_FILE=${2:?--api-key-file needs a file}; shift 2 ;;
         --api-key-stdin) KEY_STDIN=1; shift ;;
         --mqtt-password-file) MQTT_PW_FILE=${2:?--mqtt-password-file needs a file}; shift 2 ;;
+        --with-phone) EXTRAS=setup,phone; shift ;;
         --prefix) PREFIX=${2:?--prefix needs a directory}; shift 2 ;;
         --root) ROOT=${2:?--root needs a directory}; shift 2 ;;
         --no-start) START=0; shift ;;
@@ -171,13 +177,13 @@ fi
 # pip only inside the venv, never system-wide; --upgrade makes a re-run an upgrade. A real install
 # builds from a copy, so the checkout gets no root-owned build/ or egg-info.
 if [ -n "$ROOT" ]; then
-    sys "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "$SRC"
+    sys "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "$SRC[$EXTRAS]"
 else
     stage=$(mktemp -d)
     trap 'rm -rf "$stage"' EXIT
     cp -r "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/voicebox" "$stage/"
     find "$stage" -name __pycache__ -prune -exec rm -rf {} +
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "$stage"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "$stage[$EXTRAS]"
     # gpiozero needs lgpio on a Pi 5, and apt has python3-lgpio only on Raspberry Pi OS; on
     # another arm64 Debian PyPI's wheel does it (>= 0.2.2: 0.0.0.x is an empty placeholder).
     case "$(uname -m)" in
@@ -242,7 +248,8 @@ sed -e "s#/opt/voicebox#$PREFIX#g" "$SRC/systemd/voicebox.service" >"$UNIT.tmp"
 chmod 0644 "$UNIT.tmp"
 mv -f "$UNIT.tmp" "$UNIT"
 say "installed /etc/systemd/system/voicebox.service"
-# Phone calls (Twilio) run in their own unit, installed but not enabled: see README "Phone calls".
+# Phone calls (Twilio) run in their own unit, installed but not enabled: see README "Phone calls"
+# (its Python packages come with --with-phone).
 sed -e "s#/opt/voicebox#$PREFIX#g" "$SRC/systemd/voicebox-phone.service" >"$PHONE_UNIT.tmp"
 chmod 0644 "$PHONE_UNIT.tmp"
 mv -f "$PHONE_UNIT.tmp" "$PHONE_UNIT"

@@ -42,6 +42,7 @@ import numpy.typing as npt
 
 from voicebox.audio.formats import PCM_16000, AudioFormat, encode
 from voicebox.audio.port import AudioPort
+from voicebox.command_config import load_for_command
 from voicebox.config import EX_CONFIG, Config, Secret
 from voicebox.logs import event, register_secret
 from voicebox.tts import TtsError, pcm_rate, synthesis_format, synthesize
@@ -393,8 +394,6 @@ async def prefetch(cfg: Config, api_key: Secret | None) -> dict[str, str]:
 
 def main_announcements(args: argparse.Namespace) -> int:
     """`voicebox announcements [--prefetch]`: list the phrases and their cache state, or fill it."""
-    from voicebox.cli import load_for_command
-
     cfg, key = load_for_command(args.config)
     fmt = synthesis_format(cfg)
     try:

@@ -10,15 +10,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from voicebox import __version__
-from voicebox.config import DEFAULT_PATH, EX_CONFIG, Config, ConfigError, Secret
+from voicebox import __version__, extras
+from voicebox.config import DEFAULT_PATH, EX_CONFIG, ConfigError
 
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # 141, as for `yes | head`
 
 # command -> "module:function"; each function takes the parsed arguments and returns an exit code.
 COMMANDS = {
     "run": "voicebox.daemon.run:main_run",
-    "check-config": "voicebox.cli:main_check_config",
+    "check-config": "voicebox.command_config:main_check_config",
     "devices": "voicebox.audio.devices:main_devices",
     "simulate": "voicebox.simulator.server:main_simulate",
     "status": "voicebox.status:main_status",
@@ -187,31 +187,6 @@ def _add_setup(sub: Any) -> None:
     p.add_argument("--no-check", action="store_true", help="do not check the key and agent")
 
 
-def load_for_command(path: str) -> tuple[Config, Secret | None]:
-    """Config and API key for a one-shot command: quiet logging, the key registered as a secret.
-    An invalid config prints its problems and exits 78 (EX_CONFIG)."""
-    from voicebox import config, logs
-
-    try:
-        cfg = config.load(path)
-    except config.ConfigError as exc:
-        print(f"invalid configuration:\n{exc}", file=sys.stderr)
-        raise SystemExit(EX_CONFIG) from None
-    logs.setup("debug" if cfg.logging.level == "debug" else "warning")
-    key = config.load_api_key(cfg)
-    if key is not None:
-        logs.register_secret(key.reveal())
-    return cfg, key
-
-
-def main_check_config(args: argparse.Namespace) -> int:
-    from voicebox import config
-
-    cfg, key = load_for_command(args.config)
-    sys.stdout.write(config.dump(cfg, key))
-    return 0
-
-
 def _resolve(target: str) -> Callable[[argparse.Namespace], int]:
     module_name, _, func = target.partition(":")
     module = importlib.import_module(module_name)
@@ -221,13 +196,20 @@ def _resolve(target: str) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = _resolve(COMMANDS[args.command])
     try:
+        # an optional extra's package (twilio, aiohttp, ruamel) is imported here, by its command
+        handler = _resolve(COMMANDS[args.command])
         code = handler(args)
         sys.stdout.flush()  # inside the try: a reader gone by exit time is a broken pipe too
         return code
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        extra = extras.missing_extra(exc)
+        if extra is None:
+            raise
+        print(extras.message(args.command, extra), file=sys.stderr)
+        return extras.EX_UNAVAILABLE
     except BrokenPipeError:
         # the reader went away (voicebox doctor | head): stop quietly with the status a shell
         # shows for a tool SIGPIPE ended; stdout to /dev/null so the exit-time flush cannot fail

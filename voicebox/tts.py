@@ -27,6 +27,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from voicebox.audio.formats import AudioFormat
+from voicebox.command_config import load_for_command
 from voicebox.config import Config, Secret, TtsConfig
 from voicebox.logs import event
 
@@ -223,7 +224,6 @@ def write_wav(path: Path, pcm: bytes, rate: int) -> None:
 def main_say(args: argparse.Namespace) -> int:
     """`voicebox say TEXT [--out FILE.wav]`: 0 ok, 78 invalid config, 1 synthesis failed."""
     from voicebox import config
-    from voicebox.cli import load_for_command
 
     cfg, key = load_for_command(args.config)
     if key is None:

@@ -67,7 +67,7 @@ def test_fresh_install_layout_and_modes(tmp_path: Path, key_file: Path) -> None:
     assert any(w.startswith("groupadd --system gpio") for w in would)
     pip = [w for w in would if " -m pip install" in w]
     assert len(pip) == 1 and pip[0].startswith(str(root / "opt/voicebox/venv/bin/python"))
-    assert pip[0].endswith(str(REPO))
+    assert pip[0].endswith(f"{REPO}[setup]")  # `voicebox setup`'s extra, not the phone's
     assert "systemctl enable voicebox.service" in would
     assert any("announcements --prefetch" in w for w in would)
 
@@ -155,3 +155,12 @@ def test_the_mqtt_password_is_stored_as_the_units_credential(tmp_path: Path) -> 
     assert stored.read_text() == "correct horse battery\n"
     assert mode(stored) == 0o600
     assert [p.name for p in stored.parent.iterdir()] == ["password"]  # no temp files
+
+
+def test_with_phone_adds_the_phone_extra(tmp_path: Path) -> None:
+    r = install(tmp_path / "root", "--with-phone")
+    assert r.returncode == 0, r.stderr
+    pip = [line for line in r.stdout.splitlines() if "would run: " in line and " -m pip " in line]
+    assert len(pip) == 1 and pip[0].endswith(f"{REPO}[setup,phone]")
+    usage = subprocess.run(["bash", str(SCRIPT), "--help"], capture_output=True, text=True)
+    assert "--with-phone" in usage.stdout

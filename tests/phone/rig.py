@@ -12,8 +12,8 @@ from tests.convai.rig import FAST, LogRecords
 from voicebox.config import Config, Secret, with_changes
 from voicebox.phone import context
 from voicebox.phone.server import VOICE_PATH, PhoneServer, quiet_twilio_logs
-from voicebox.phone.twilio_fake import FakeCall, TwilioFake
 from voicebox.simulator.server import SimConfig, Simulator
+from voicebox.simulator.twilio import FakeCall, TwilioFake
 from voicebox.simulator.voice import speech_like
 
 ACCOUNT = "AC" + "0" * 32

@@ -16,8 +16,8 @@ from tests.phone.rig import ACCOUNT, TOKEN, PhoneRig, phone_rig
 from voicebox.config import Secret
 from voicebox.phone.rest import RestError
 from voicebox.phone.server import MEDIA_PATH, place_call
-from voicebox.phone.twilio_fake import FakeCall
 from voicebox.simulator.server import SimConfig
+from voicebox.simulator.twilio import FakeCall
 from voicebox.status import metrics_text
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.phone.rig import ACCOUNT, TOKEN, free_port
-from voicebox.phone.twilio_fake import TwilioFake
 from voicebox.simulator.server import SimConfig, Simulator
+from voicebox.simulator.twilio import TwilioFake
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 

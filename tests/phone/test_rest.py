@@ -14,8 +14,8 @@ from tests.phone.rig import ACCOUNT, TOKEN, free_port
 from tests.phone.silent import SilentServer
 from voicebox.config import Config, Secret, with_changes
 from voicebox.phone import rest
-from voicebox.phone.twilio_fake import TwilioFake
 from voicebox.simulator.server import SimConfig, Simulator
+from voicebox.simulator.twilio import TwilioFake
 
 
 def test_retry_delay_backs_off_and_stays_inside_the_deadline() -> None:

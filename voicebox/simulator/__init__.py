@@ -1,1 +1,2 @@
-"""A local ElevenLabs agent on loopback: same protocol and paths, with scripted faults."""
+"""The local fakes on loopback: an ElevenLabs agent (same protocol and paths, with scripted faults)
+and Twilio's REST API and Media Streams (twilio.py)."""
