@@ -902,25 +902,24 @@ def load_api_key(cfg: Config, environ: Mapping[str, str] | None = None) -> Secre
 def load_twilio_token(environ: Mapping[str, str] | None = None) -> Secret | None:
     """The Twilio auth token: systemd credential, then $TWILIO_AUTH_TOKEN (never the YAML).
     A credential that cannot be decoded raises NotUtf8Error (a ConfigError)."""
-    env = os.environ if environ is None else environ
-    cred_dir = env.get("CREDENTIALS_DIRECTORY")
-    if cred_dir:
-        value = _read_secret(Path(cred_dir) / TWILIO_CREDENTIAL_NAME)
-        if value:
-            return Secret(value)
-    value = env.get(TWILIO_TOKEN_ENV, "").strip()
-    return Secret(value) if value else None
+    return _credential_or_env(TWILIO_CREDENTIAL_NAME, TWILIO_TOKEN_ENV, environ)
 
 
 def load_mqtt_password(environ: Mapping[str, str] | None = None) -> Secret | None:
     """The MQTT password: systemd credential, then $VOICEBOX_MQTT_PASSWORD (never the YAML)."""
+    return _credential_or_env(MQTT_CREDENTIAL_NAME, MQTT_PASSWORD_ENV, environ)
+
+
+def _credential_or_env(
+    name: str, variable: str, environ: Mapping[str, str] | None
+) -> Secret | None:
     env = os.environ if environ is None else environ
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
     if cred_dir:
-        value = _read_secret(Path(cred_dir) / MQTT_CREDENTIAL_NAME)
+        value = _read_secret(Path(cred_dir) / name)
         if value:
             return Secret(value)
-    value = env.get(MQTT_PASSWORD_ENV, "").strip()
+    value = env.get(variable, "").strip()
     return Secret(value) if value else None
 
 
