@@ -179,6 +179,11 @@ def _add_setup(sub: Any) -> None:
     p.add_argument("--output-device", default=None, help="name substring or index")
     p.add_argument("--button-pin", default=None, help="BCM pin, or none")
     p.add_argument("--led-pin", default=None, help="BCM pin, or none")
+    p.add_argument("--mute-pin", default=None, help="BCM pin of a mute switch or button, or none")
+    p.add_argument("--mute-kind", default=None, choices=("switch", "button"))
+    p.add_argument(
+        "--long-press", default=None, choices=("end", "mute"), help="what a hold of the button does"
+    )
     p.add_argument("--mode", default=None, choices=("push_to_talk", "wake_word", "always_on"))
     p.add_argument(
         "--wake-model", default=None, help="okay_nabu, hey_jarvis, hey_mycroft, alexa, or a path"

@@ -299,6 +299,40 @@ def ask_gpio(term: Terminal, cfg: Config, answers: Answers, pin_factory: Any = N
     answers.changes["gpio.led.pin"] = led
     if led is not None:
         blink(term, led, cfg.gpio.led.active_high, pin_factory)
+    ask_mute(term, cfg, answers, button=pin, led=led)
+
+
+def ask_mute(
+    term: Terminal, cfg: Config, answers: Answers, button: int | None, led: int | None
+) -> None:
+    """The privacy mute: a pin of its own (a switch or a button), else the talk button's hold."""
+    taken = {p for p in (button, led) if p is not None}
+    while True:
+        pin = ask_pin(term, "Mute switch or button BCM pin (none for none)", cfg.gpio.mute.pin)
+        if pin is None or pin not in taken:
+            break
+        term.say(f"  pin {pin} is the talk button's or the LED's: another pin, or none")
+    answers.changes["gpio.mute.pin"] = pin
+    if pin is not None:
+        while True:
+            kind = term.ask(
+                "Mute pin: switch (muted while closed) or button (a press mutes/unmutes)",
+                cfg.gpio.mute.kind,
+            )
+            if kind in ("switch", "button"):
+                answers.changes["gpio.mute.kind"] = kind
+                return
+            term.say("  switch or button")
+    if button is None:
+        return
+    while True:
+        hold = term.ask(
+            "A hold of the talk button: end (the conversation) or mute", cfg.gpio.button.long_press
+        )
+        if hold in ("end", "mute"):
+            answers.changes["gpio.button.long_press"] = hold
+            return
+        term.say("  end or mute")
 
 
 def blink(term: Terminal, pin: int, active_high: bool, pin_factory: Any = None) -> None:
@@ -486,13 +520,18 @@ def non_interactive(args: argparse.Namespace, term: Terminal, host: h.Host) -> i
             return 1
         answers.changes[f"audio.{kind}.backend"] = "sounddevice"
         answers.changes[f"audio.{kind}.device"] = devices.device_name(index)
-    for name, value in (("button", args.button_pin), ("led", args.led_pin)):
+    pins = (("button", args.button_pin), ("led", args.led_pin), ("mute", args.mute_pin))
+    for name, value in pins:
         if value is not None:
             try:
                 answers.changes[f"gpio.{name}.pin"] = _pin(value)
             except ValueError:
                 term.say(f"voicebox setup: --{name}-pin: a BCM pin 0..53 or none, got {value!r}")
                 return 2
+    if args.mute_kind:
+        answers.changes["gpio.mute.kind"] = args.mute_kind
+    if args.long_press:
+        answers.changes["gpio.button.long_press"] = args.long_press
     if args.mode:
         answers.changes["conversation.mode"] = args.mode
     if args.wake_model:

@@ -139,3 +139,19 @@ def test_scripted_setup_chooses_the_wake_word_even_in_a_config_without_its_secti
     proc = setup(root, "--no-check", "--wake-model", "hey_nobody")
     assert proc.returncode == 2 and "--wake-model" in proc.stdout and "hey_nobody" in proc.stdout
     assert config.load(etc / "config.yaml").wake.model == "hey_jarvis"
+
+
+def test_scripted_setup_sets_the_mute_and_refuses_a_pin_clash(root: Path) -> None:
+    path = root / "etc/voicebox/config.yaml"
+    proc = setup(root, "--no-check", "--button-pin", "17", "--mute-pin", "22",
+                 "--mute-kind", "button", "--long-press", "mute")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cfg = config.load(path)
+    assert (cfg.gpio.mute.pin, cfg.gpio.mute.kind) == (22, "button")
+    assert cfg.gpio.button.long_press == "mute"
+    before = path.read_bytes()
+    proc = setup(root, "--no-check", "--mute-pin", "17")  # the talk button's pin
+    assert proc.returncode == 78, proc.stdout
+    assert "gpio.mute.pin" in proc.stdout and "gpio.button.pin" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert path.read_bytes() == before

@@ -108,6 +108,13 @@ def test_interactive_setup_writes_a_valid_config_keeping_comments(box: Path) -> 
     child.expect(r"LED BCM pin \(none for no LED\) \[none\]: ")
     child.sendline("27")
     child.expect("blinking the LED three times")
+    child.expect(r"Mute switch or button BCM pin \(none for none\) \[none\]: ")
+    child.sendline("27")
+    child.expect("pin 27 is the talk button's or the LED's")
+    child.expect(r"Mute switch or button BCM pin .*: ")
+    child.sendline("22")
+    child.expect(r"Mute pin: switch \(muted while closed\) or button .* \[switch\]: ")
+    child.sendline("button")
     child.expect(r"Mode: push_to_talk, wake_word or always_on \[push_to_talk\]: ")
     child.sendline("always_on")
     child.expect("Wrote .*config.yaml")
@@ -119,6 +126,7 @@ def test_interactive_setup_writes_a_valid_config_keeping_comments(box: Path) -> 
     assert cfg.agent.agent_id == "agent-ok"
     assert cfg.audio.input.device == "fromfile" and cfg.audio.output.device == "tofile"
     assert cfg.gpio.button.pin is None and cfg.gpio.led.pin == 27
+    assert cfg.gpio.mute.pin == 22 and cfg.gpio.mute.kind == "button"
     assert cfg.conversation.mode == "always_on"
     written = path.read_text()
     assert comments(written) == comments(SAMPLE.read_text())
